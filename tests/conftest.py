@@ -1,0 +1,78 @@
+"""Shared test fixtures: tiny deterministic images and datasets in tmp_path."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+SHARED_DATA = os.path.normpath(os.path.join(
+    os.path.dirname(__file__), "..", "..", "shared", "data"))
+
+
+def image_array(height, width, seed=0):
+    """A deterministic uint8 RGB image with some structure."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width]
+    base = np.stack([(yy * 255 // max(height - 1, 1)),
+                     (xx * 255 // max(width - 1, 1)),
+                     np.full_like(yy, (seed * 37) % 256)], axis=-1)
+    noise = rng.integers(0, 20, size=base.shape)
+    return np.clip(base + noise, 0, 255).astype(np.uint8)
+
+
+def write_image(path, height=20, width=24, seed=0, fmt=None):
+    """Writes a small JPEG (or PNG if the name ends in .png) and returns it."""
+    os.makedirs(os.path.dirname(str(path)) or ".", exist_ok=True)
+    array = image_array(height, width, seed)
+    fmt = fmt or ("png" if str(path).endswith(".png") else "jpeg")
+    data = (tf.io.encode_png(array) if fmt == "png"
+            else tf.io.encode_jpeg(array, quality=95)).numpy()
+    with open(path, "wb") as f:
+        f.write(data)
+    return array
+
+
+def write_corrupt(path, kind="garbage"):
+    """A file that is not a decodable image: ``garbage`` bytes or a
+    ``truncated`` JPEG."""
+    os.makedirs(os.path.dirname(str(path)) or ".", exist_ok=True)
+    if kind == "truncated":
+        data = tf.io.encode_jpeg(image_array(32, 32, 5)).numpy()
+        data = data[: len(data) // 2]
+    else:
+        data = b"this is not an image\n" * 10
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def read_records(data_dir, split):
+    """All records of a split as dicts of numpy values, in file order."""
+    from mltf.data import schema
+    info = schema.read_info(str(data_dir))
+    spec = schema.feature_spec(info.kind, info.feature_dim)
+    out = []
+    for shard in info.split(split).shards:
+        for raw in tf.data.TFRecordDataset(os.path.join(str(data_dir), shard)):
+            ex = tf.io.parse_single_example(raw, spec)
+            rec = {"id": ex[schema.KEY_ID].numpy().decode(),
+                   "labels": sorted(tf.sparse.to_dense(ex[schema.KEY_LABELS]).numpy().tolist())}
+            if info.kind == schema.KIND_IMAGE:
+                rec["encoded"] = ex[schema.KEY_IMAGE].numpy()
+                rec["height"] = int(ex[schema.KEY_HEIGHT])
+                rec["width"] = int(ex[schema.KEY_WIDTH])
+            else:
+                rec["features"] = ex[schema.KEY_FEATURES].numpy()
+            out.append(rec)
+    return info, out
+
+
+@pytest.fixture
+def shared_data():
+    """Path of ../shared/data; skips the test when it is absent."""
+    if not os.path.isdir(SHARED_DATA):
+        pytest.skip(f"{SHARED_DATA} is absent (real datasets are only beside "
+                    "the project's own checkout, not in a fresh clone)")
+    return SHARED_DATA
