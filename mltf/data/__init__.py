@@ -1,0 +1,1 @@
+"""Dataset conversion: raw multi-label datasets to mltf's TFRecord format."""

@@ -1,0 +1,121 @@
+"""``coco`` source: MS-COCO 2014 or 2017 instance annotations as image labels.
+
+Expected layout under ``--data_dir`` (``{year}`` is ``--coco_year``, 2014 or
+2017), as the official zips unpack::
+
+    <data_dir>/
+      annotations/instances_train{year}.json
+      annotations/instances_val{year}.json
+      train{year}/<file_name>      # e.g. COCO_train2014_000000000009.jpg
+      val{year}/<file_name>
+
+Both annotation files are required (each is read with
+``pycocotools.coco.COCO``); a missing one is an error that names it. The
+label names are the 80 categories sorted by category id (the usual COCO
+order, so ids 1..90 with gaps map to indices 0..79), named as in the json;
+both files must list the same categories. An image's labels are the
+categories of all its annotations (crowd annotations included).
+
+Splits: ``train`` and ``val`` (the test sets have no annotations). ``image/id``
+is the image's ``file_name``. Images with no annotation at all are dropped, as
+in the multi-label papers (2014: 82,081 train / 40,137 val images remain),
+and counted in ``dropped`` as ``"<split>: no annotation"``;
+``--coco_keep_empty`` keeps them with an empty label list instead.
+"""
+
+import contextlib
+import io
+import json
+import os
+from typing import Dict, List, Tuple
+
+from mltf.data.sources.base import (Item, SourceData, SourceError,
+                                    SourceOptions, require_dir, require_file)
+
+SPLITS = ("train", "val")
+YEARS = ("2014", "2017")
+
+
+def annotation_path(data_dir: str, split: str, year: str) -> str:
+    return os.path.join(data_dir, "annotations", f"instances_{split}{year}.json")
+
+
+def _read_coco(path: str):
+    from pycocotools.coco import COCO  # imported only for this source
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            return COCO(path)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise SourceError(f"{path}: not a valid json file ({e})") from None
+    except (AssertionError, KeyError, TypeError) as e:
+        raise SourceError(f"{path}: not a COCO instances annotation file "
+                          f"({type(e).__name__}: {e})") from None
+
+
+def _categories(coco, path: str) -> List[Tuple[int, str]]:
+    cats = sorted((int(c["id"]), str(c["name"])) for c in coco.cats.values())
+    if not cats:
+        raise SourceError(f"{path}: no categories")
+    return cats
+
+
+def load(options: SourceOptions) -> SourceData:
+    data_dir = require_dir(options.data_dir, "COCO root (--data_dir)")
+    year = str(options.coco_year)
+    if year not in YEARS:
+        raise SourceError(f"--coco_year must be one of {', '.join(YEARS)}; "
+                          f"got {year!r}")
+    # Check every file before the slow json parsing.
+    paths = {s: annotation_path(data_dir, s, year) for s in SPLITS}
+    for split, path in paths.items():
+        require_file(path, f"COCO {split} annotation file")
+    image_dirs = {s: require_dir(os.path.join(data_dir, f"{s}{year}"),
+                                 f"COCO {s} image folder")
+                  for s in SPLITS}
+
+    label_names = None
+    reference = None
+    splits: Dict[str, List[Item]] = {}
+    dropped: Dict[str, int] = {}
+    for split in SPLITS:
+        path = paths[split]
+        coco = _read_coco(path)
+        cats = _categories(coco, path)
+        if reference is None:
+            reference, reference_path = cats, path
+            label_names = [name for _, name in cats]
+        elif cats != reference:
+            raise SourceError(f"{path} and {reference_path} list different "
+                              "categories")
+        index = {cat_id: i for i, (cat_id, _) in enumerate(cats)}
+        items: List[Item] = []
+        seen = set()
+        num_empty = 0
+        for image_id in sorted(coco.imgs):
+            image = coco.imgs[image_id]
+            file_name = image.get("file_name")
+            if not file_name:
+                raise SourceError(f"{path}: image {image_id} has no file_name")
+            if file_name in seen:
+                raise SourceError(f"{path}: file_name {file_name!r} is listed "
+                                  "twice")
+            seen.add(file_name)
+            labels = set()
+            for ann in coco.imgToAnns.get(image_id, ()):
+                cat_id = ann.get("category_id")
+                if cat_id not in index:
+                    raise SourceError(f"{path}: annotation {ann.get('id')} of "
+                                      f"image {image_id} has category_id "
+                                      f"{cat_id!r}, not in the categories")
+                labels.add(index[cat_id])
+            if not labels:
+                num_empty += 1
+                if not options.coco_keep_empty:
+                    continue
+            items.append(Item(key=file_name, labels=sorted(labels),
+                              path=os.path.join(image_dirs[split], file_name)))
+        if num_empty and not options.coco_keep_empty:
+            dropped[f"{split}: no annotation"] = num_empty
+        splits[split] = items
+        del coco
+    return SourceData(label_names=label_names, splits=splits, dropped=dropped)
