@@ -8,15 +8,18 @@ optionally flip it horizontally. Evaluation: resize the whole image to the
 input size.
 
 The resize to 256x256, the crop and the resize to 224 are done here as one
-bilinear resampling of the patch's region of the *original* image
-(``tf.image.crop_and_resize`` with the box placed so that sampling follows
-``tf.image.resize``'s half-pixel convention). The patch covers exactly the
-region the two-step recipe covers, with one resampling instead of two, at the
-cost of a single resize: this keeps the training pipeline as fast as a plain
-decode-and-resize (see benchmarks/pipeline.py). Like ``tf.image.resize``'s
-default, sampling is bilinear without antialiasing; write records resized to
-256 (``make_tfrecords.py --resize=256``) to keep large downscales out of the
-training loop, as the papers' recipe does.
+crop and one resize: the patch's window is mapped back to the original
+image's pixels (rounded to whole pixels) and only that window is resampled
+to the input size. For JPEG records the window is cut out while decoding
+(``tf.image.decode_and_crop_jpeg``, using the height and width stored in the
+record), so no time goes to pixels the patch does not use. The patch covers
+the region the two-step recipe covers (exactly for records written at
+256x256, within half an original pixel otherwise), resampled once instead of
+twice; this keeps the training pipeline at least as fast as a plain
+decode-and-resize (see benchmarks/pipeline.py). Resampling is bilinear
+without antialiasing, ``tf.image.resize``'s default; write records resized to
+256 (``make_tfrecords.py --resize=256``) to keep large downscales out of
+training, as the papers' recipe does.
 
 Every op takes a single HxWxC image (uint8 or float) and returns float32
 values in [0, 255]. Randomness is stateless: each op takes a ``seed`` tensor
@@ -54,49 +57,6 @@ def five_crop_offsets(position, crop_h, crop_w, base_h, base_w):
     return tf.gather(ys, position), tf.gather(xs, position)
 
 
-def _region_boxes(y0, x0, h, w, in_h, in_w, out_h, out_w):
-    """Normalized crop_and_resize box that samples the continuous region
-    [y0, y0+h) x [x0, x0+w) of an in_h x in_w image onto out_h x out_w pixels
-    at half-pixel centres (what tf.image.resize does on a cropped image)."""
-    in_h = tf.cast(in_h, tf.float32)
-    in_w = tf.cast(in_w, tf.float32)
-
-    def axis(r0, length, size, out):
-        scale = length / out
-        first = r0 + 0.5 * scale - 0.5   # source coordinate of output pixel 0
-        last = first + scale * (out - 1)
-        denom = tf.maximum(size - 1.0, 1.0)
-        return first / denom, last / denom
-
-    y1, y2 = axis(y0, h, in_h, float(out_h))
-    x1, x2 = axis(x0, w, in_w, float(out_w))
-    return tf.stack([y1, x1, y2, x2])[tf.newaxis]
-
-
-def crop_region_and_resize(image, y0, x0, h, w, output_size: Size):
-    """Bilinear resampling of the region [y0, y0+h) x [x0, x0+w) (in pixels
-    of ``image``, fractional allowed) to ``output_size``; float32 output.
-
-    For integer regions this equals ``tf.image.resize(image[y0:y0+h,
-    x0:x0+w], output_size)`` (bilinear, half-pixel centres, clamped at the
-    image border), except that when upsampling, the outermost half output
-    pixel of an edge that lies inside the image interpolates with the pixels
-    just outside the region instead of repeating the edge.
-    """
-    out_h, out_w = as_hw(output_size)
-    # crop_and_resize extrapolates outside [0, size-1] while tf.image.resize
-    # clamps; a one-pixel edge copy turns the clamp into plain interpolation.
-    padded = tf.pad(image, [[1, 1], [1, 1], [0, 0]], mode="SYMMETRIC")
-    shape = tf.shape(padded)
-    box = _region_boxes(tf.cast(y0, tf.float32) + 1.0,
-                        tf.cast(x0, tf.float32) + 1.0,
-                        tf.cast(h, tf.float32), tf.cast(w, tf.float32),
-                        shape[0], shape[1], out_h, out_w)
-    return tf.image.crop_and_resize(
-        padded[tf.newaxis], box, tf.zeros([1], tf.int32), (out_h, out_w),
-        method="bilinear")[0]
-
-
 def draw_five_crop(seed, crop_sizes: Sequence[int] = CROP_SIZES,
                    max_distort: int = 0):
     """Random five-crop parameters: (position, side_h, side_w, flip).
@@ -117,22 +77,62 @@ def draw_five_crop(seed, crop_sizes: Sequence[int] = CROP_SIZES,
     return position, tf.gather(sizes, pair[0]), tf.gather(sizes, pair[1]), flip
 
 
-def five_crop(image, position, side_h, side_w, *, output_size: Size = 224,
-              resize_size: Size = 256, flip=False):
-    """Patch ``position`` (index into POSITIONS) of side side_h x side_w of
-    ``image`` as if resized to ``resize_size``, resampled to ``output_size``,
-    flipped horizontally when ``flip``. float32 output in [0, 255]."""
+def five_crop_window(height, width, position, side_h, side_w,
+                     resize_size: Size = 256):
+    """The pixel window (y, x, h, w) of the original height x width image
+    that patch ``position`` of side side_h x side_w covers once the image is
+    resized to ``resize_size``. int32 scalars; h, w >= 1."""
     base_h, base_w = as_hw(resize_size)
     side_h = tf.cast(side_h, tf.float32)
     side_w = tf.cast(side_w, tf.float32)
     y0, x0 = five_crop_offsets(position, side_h, side_w, float(base_h), float(base_w))
-    # Patch coordinates in the resize_size frame, mapped to the original image.
-    shape = tf.cast(tf.shape(image), tf.float32)
-    sy, sx = shape[0] / base_h, shape[1] / base_w
-    out = crop_region_and_resize(image, y0 * sy, x0 * sx, side_h * sy,
-                                 side_w * sx, output_size)
+    sy = tf.cast(height, tf.float32) / base_h
+    sx = tf.cast(width, tf.float32) / base_w
+
+    def span(start, length, scale, limit):
+        a = tf.cast(tf.round(start * scale), tf.int32)
+        b = tf.cast(tf.round((start + length) * scale), tf.int32)
+        a = tf.clip_by_value(a, 0, limit - 1)
+        return a, tf.maximum(tf.minimum(b, limit) - a, 1)
+
+    y, h = span(y0, side_h, sy, tf.cast(height, tf.int32))
+    x, w = span(x0, side_w, sx, tf.cast(width, tf.int32))
+    return y, x, h, w
+
+
+def _finish(patch, output_size, flip):
+    out = tf.image.resize(tf.cast(patch, tf.float32), as_hw(output_size),
+                          method="bilinear")
     return tf.cond(tf.convert_to_tensor(flip), lambda: tf.reverse(out, axis=[1]),
                    lambda: out)
+
+
+def five_crop(image, position, side_h, side_w, *, output_size: Size = 224,
+              resize_size: Size = 256, flip=False):
+    """Patch ``position`` (index into POSITIONS) of side side_h x side_w of a
+    decoded ``image`` as if resized to ``resize_size``, resampled to
+    ``output_size``, flipped horizontally when ``flip``. float32 output in
+    [0, 255]."""
+    shape = tf.shape(image)
+    y, x, h, w = five_crop_window(shape[0], shape[1], position, side_h, side_w,
+                                  resize_size)
+    return _finish(image[y:y + h, x:x + w], output_size, flip)
+
+
+def five_crop_encoded(encoded, height, width, position, side_h, side_w, *,
+                      output_size: Size = 224, resize_size: Size = 256,
+                      flip=False):
+    """``five_crop`` on encoded bytes of a height x width image; a JPEG is
+    decoded only inside the patch's window."""
+    y, x, h, w = five_crop_window(height, width, position, side_h, side_w,
+                                  resize_size)
+    patch = tf.cond(
+        tf.io.is_jpeg(encoded),
+        lambda: tf.image.decode_and_crop_jpeg(encoded, tf.stack([y, x, h, w]),
+                                              channels=3),
+        lambda: decode(encoded)[y:y + h, x:x + w])
+    patch.set_shape([None, None, 3])
+    return _finish(patch, output_size, flip)
 
 
 def random_five_crop(image, seed, *,
@@ -157,15 +157,36 @@ def random_five_crop(image, seed, *,
     Returns:
       float32 image of ``output_size`` with values in [0, 255].
     """
-    base_h, base_w = as_hw(resize_size)
-    if max(crop_sizes) > min(base_h, base_w):
-        raise ValueError(f"crop sizes {tuple(crop_sizes)} exceed the resized "
-                         f"image {base_h}x{base_w}")
+    _check_sizes(resize_size, crop_sizes)
     position, side_h, side_w, do_flip = draw_five_crop(seed, tuple(crop_sizes),
                                                        max_distort)
     return five_crop(image, position, side_h, side_w, output_size=output_size,
                      resize_size=resize_size,
                      flip=tf.logical_and(do_flip, flip))
+
+
+def random_five_crop_encoded(encoded, height, width, seed, *,
+                             output_size: Size = 224,
+                             resize_size: Size = 256,
+                             crop_sizes: Sequence[int] = CROP_SIZES,
+                             max_distort: int = 0,
+                             flip: bool = True):
+    """``random_five_crop`` from encoded bytes and the image's stored height
+    and width (what the input pipeline uses): same draws, same patch, but a
+    JPEG is decoded only inside the patch."""
+    _check_sizes(resize_size, crop_sizes)
+    position, side_h, side_w, do_flip = draw_five_crop(seed, tuple(crop_sizes),
+                                                       max_distort)
+    return five_crop_encoded(encoded, height, width, position, side_h, side_w,
+                             output_size=output_size, resize_size=resize_size,
+                             flip=tf.logical_and(do_flip, flip))
+
+
+def _check_sizes(resize_size, crop_sizes):
+    base_h, base_w = as_hw(resize_size)
+    if max(crop_sizes) > min(base_h, base_w):
+        raise ValueError(f"crop sizes {tuple(crop_sizes)} exceed the resized "
+                         f"image {base_h}x{base_w}")
 
 
 def eval_resize(image, output_size: Size = 224):

@@ -8,7 +8,8 @@ prefetch. Every parallel stage uses AUTOTUNE.
 
 Parse, decode and augment are separate functions but run in one ``map``:
 one parallel map over the three is cheaper than three maps handing tensors
-to each other, and the order of the work is the same.
+to each other, and in training the decode is cut to the five-crop patch's
+window (``augment.random_five_crop_encoded``), which needs both at once.
 
 Elements: ``(images, labels)`` with images float32 [B, H, W, 3] (or
 features float32 [B, D] for feature datasets) and labels float32 multi-hot
@@ -111,6 +112,8 @@ def parse_fn(info: schema.DatasetInfo):
                "labels": schema.multi_hot(ex[schema.KEY_LABELS].values, num_labels)}
         if info.kind == schema.KIND_IMAGE:
             out["encoded"] = ex[schema.KEY_IMAGE]
+            out["height"] = ex[schema.KEY_HEIGHT]
+            out["width"] = ex[schema.KEY_WIDTH]
         else:
             out["features"] = ex[schema.KEY_FEATURES]
         return out
@@ -188,16 +191,17 @@ def _element_fn(config: InputConfig, info: schema.DatasetInfo, parse, pipeline_i
         if not is_image:
             out["inputs"] = ex["features"]
             return out
-        image = augment.decode(ex["encoded"])
         if config.training:
             seed = tf.stack([tf.cast(config.seed, tf.int64) * 1000003 + pipeline_id,
                              tf.cast(index, tf.int64)])
-            image = augment.random_five_crop(
-                image, seed, output_size=image_size, resize_size=config.resize_size,
+            # Decodes only the patch (JPEG) using the stored height and width.
+            image = augment.random_five_crop_encoded(
+                ex["encoded"], ex["height"], ex["width"], seed,
+                output_size=image_size, resize_size=config.resize_size,
                 crop_sizes=config.crop_sizes, max_distort=config.max_distort,
                 flip=config.flip)
         else:
-            image = augment.eval_resize(image, image_size)
+            image = augment.eval_resize(augment.decode(ex["encoded"]), image_size)
         out["inputs"] = image
         return out
 

@@ -41,9 +41,10 @@ def test_five_crop_geometry_exact_pixels(side, in_dataset):
 @pytest.mark.parametrize("in_dataset", [False, True])
 def test_five_crop_matches_two_step_recipe_on_large_image(in_dataset):
     # On a linear ramp bilinear resampling is exact, so the one-step crop must
-    # equal the papers' resize-256 / crop / resize-224 wherever no border
-    # clamping happens (the interior of the patch).
-    h, w = 480, 640
+    # equal the papers' resize-256 / crop / resize wherever no border
+    # clamping happens (the interior of the patch). 512x768 keeps every
+    # window on whole pixels.
+    h, w = 512, 768
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     image = np.stack([yy * 0.5, xx * 0.3, yy * 0.1 + xx * 0.2], -1)
     for position, side in [(0, 128), (3, 192), (4, 168), (1, 224), (2, 256)]:
@@ -53,7 +54,44 @@ def test_five_crop_matches_two_step_recipe_on_large_image(in_dataset):
         base = tf.image.resize(image, (256, 256)).numpy()
         y0, x0 = expected_offset(position, side)
         ref = tf.image.resize(base[y0:y0 + side, x0:x0 + side], (64, 64)).numpy()
-        np.testing.assert_allclose(out[2:-2, 2:-2], ref[2:-2, 2:-2], atol=0.05)
+        np.testing.assert_allclose(out[3:-3, 3:-3], ref[3:-3, 3:-3], atol=0.02)
+
+
+def test_window_on_odd_sizes_stays_inside_the_image():
+    for height, width in [(17, 23), (300, 41), (256, 256), (1, 5)]:
+        for position in range(5):
+            for side in augment.CROP_SIZES:
+                y, x, h, w = [int(v) for v in augment.five_crop_window(
+                    height, width, position, side, side)]
+                assert 0 <= y and y + h <= height and h >= 1
+                assert 0 <= x and x + w <= width and w >= 1
+                # The window's share of the image is the patch's share of 256.
+                assert abs(h / height - side / 256) <= 1 / height + 1e-6
+                assert abs(w / width - side / 256) <= 1 / width + 1e-6
+
+
+@pytest.mark.parametrize("in_dataset", [False, True])
+@pytest.mark.parametrize("fmt", ["jpeg", "png"])
+def test_encoded_path_equals_decoded_path(fmt, in_dataset):
+    # The pipeline decodes only the patch of a JPEG; it must give the patch of
+    # the fully decoded image.
+    image = np.random.default_rng(2).integers(0, 255, (90, 120, 3)).astype(np.uint8)
+    encoded = (tf.io.encode_jpeg(image) if fmt == "jpeg" else tf.io.encode_png(image))
+    decoded = tf.io.decode_image(encoded, channels=3).numpy()
+    for i in range(6):
+        seed = tf.constant([9, i], tf.int64)
+
+        def fn(data):
+            return augment.random_five_crop_encoded(data, 90, 120, seed, output_size=40)
+        out = _map_once(fn, encoded) if in_dataset else fn(encoded).numpy()
+        ref = augment.random_five_crop(decoded, seed, output_size=40).numpy()
+        diff = np.abs(out - ref)
+        if fmt == "png":
+            np.testing.assert_allclose(out, ref, atol=1e-3)
+        else:
+            # libjpeg upsamples chroma differently along a window's edge when
+            # decoding part of an image: a few pixels there may differ.
+            assert diff.mean() < 0.1 and (diff > 1e-3).mean() < 0.05
 
 
 def test_flip_reverses_columns():

@@ -280,3 +280,33 @@ def test_duplicate_ids_are_rejected(tmp_path):
     with pytest.raises(SourceError, match="'x' appears twice"):
         writer.write_dataset(SourceData(["a"], {"train": items}, kind="features",
                                         feature_dim=2), str(tmp_path / "o"), progress=False)
+
+
+def test_streamed_split_is_written_in_order_without_holding_it(tmp_path):
+    class Lazy:
+        """A split read on demand, like the tfds source's."""
+        def __init__(self):
+            self.made = 0
+
+        def __len__(self):
+            return 5
+
+        def __iter__(self):
+            for i in range(5):
+                self.made += 1
+                yield Item(f"s{i}", [i % 2], features=np.full(2, i, np.float32))
+
+    lazy = Lazy()
+    data = SourceData(["a", "b"], {"train": lazy}, kind="features", feature_dim=2)
+    info = writer.write_dataset(data, str(tmp_path / "o"), num_shards=1, progress=False)
+    assert lazy.made == 5 and info.split("train").num_examples == 5
+    _, records = read_records(tmp_path / "o", "train")
+    assert [r["id"] for r in records] == [f"s{i}" for i in range(5)]
+
+    def dup():
+        yield Item("d", [0], features=np.zeros(2))
+        yield Item("d", [1], features=np.zeros(2))
+    with pytest.raises(SourceError, match="'d' appears twice"):
+        writer.write_dataset(SourceData(["a", "b"], {"train": dup()}, kind="features",
+                                        feature_dim=2), str(tmp_path / "p"), progress=False)
+    assert [n for n in os.listdir(tmp_path / "p")] == []

@@ -193,6 +193,13 @@ def _remove_old(output_dir: str, keep: set):
             os.remove(path)
 
 
+def _maybe_len(items) -> Optional[int]:
+    try:
+        return len(items)
+    except TypeError:
+        return None
+
+
 def write_dataset(source: SourceData, output_dir: str, *,
                   source_name: str = "",
                   arguments: Optional[Dict] = None,
@@ -206,6 +213,11 @@ def write_dataset(source: SourceData, output_dir: str, *,
                   overwrite: bool = False,
                   progress: bool = True) -> schema.DatasetInfo:
     """Writes ``source`` to ``output_dir`` and returns its ``DatasetInfo``.
+
+    A split given as a list is shuffled (seeded) before writing; a split
+    given as any other iterable (a generator, a lazy reader with ``__len__``
+    for the progress bar) is streamed in its own order, so a large source
+    never holds all its images in memory.
 
     Args:
       source: what a source module returned.
@@ -222,24 +234,19 @@ def write_dataset(source: SourceData, output_dir: str, *,
       progress: show a progress bar per split.
     """
     splits = dict(source.splits)
-    if set(splits) == {ALL}:
-        splits = split_items(splits[ALL], val_fraction, test_fraction, seed)
-    if not any(len(v) for v in splits.values()):
+    if ALL in splits:
+        if len(splits) > 1:
+            raise SourceError(f"a source returns either one split {ALL!r} or "
+                              f"named splits, not both: {sorted(splits)}")
+        splits = split_items(list(splits[ALL]), val_fraction, test_fraction, seed)
+    # An empty list is a split with nothing in it: leave it out.
+    splits = {k: v for k, v in splits.items() if _maybe_len(v) != 0}
+    if not splits:
         raise SourceError(f"the {source_name or 'source'} source produced no "
                           "examples: check the input paths and label files")
     num_labels = len(source.label_names)
     if num_labels == 0:
         raise SourceError("the source has no labels")
-    for split, items in splits.items():
-        keys = set()
-        for item in items:
-            if item.key in keys:
-                raise SourceError(f"{split}: image id {item.key!r} appears twice")
-            keys.add(item.key)
-            bad = [i for i in item.labels if not 0 <= int(i) < num_labels]
-            if bad:
-                raise SourceError(f"{split}/{item.key}: label index {bad[0]} "
-                                  f"outside 0..{num_labels - 1}")
     resize = parse_resize(resize)
     if source.kind == schema.KIND_FEATURES:
         if not source.feature_dim:
@@ -272,18 +279,34 @@ def write_dataset(source: SourceData, output_dir: str, *,
     try:
         with concurrent.futures.ThreadPoolExecutor(workers) as pool:
             for split, items in splits.items():
-                items = list(items)
-                random.Random(f"{seed}/{split}").shuffle(items)
-                n_shards = num_shards or max(1, math.ceil(len(items) / EXAMPLES_PER_SHARD))
-                n_shards = max(1, min(n_shards, len(items)))
+                if isinstance(items, (list, tuple)):
+                    items = list(items)
+                    random.Random(f"{seed}/{split}").shuffle(items)
+                total = _maybe_len(items)
+                n_shards = num_shards or max(1, math.ceil((total or 0) / EXAMPLES_PER_SHARD))
+                if total is not None:
+                    n_shards = max(1, min(n_shards, total))
                 shards = _ShardSet(output_dir, split, n_shards)
                 shard_sets[split] = shards
                 written_labels = []
-                bar = _progress(len(items), split, progress)
+                bar = _progress(total, split, progress)
+                keys = set()
+
+                def checked(it):
+                    for item in it:
+                        if item.key in keys:
+                            raise SourceError(f"{split}: image id {item.key!r} appears twice")
+                        keys.add(item.key)
+                        bad = [i for i in item.labels if not 0 <= int(i) < num_labels]
+                        if bad:
+                            raise SourceError(f"{split}/{item.key}: label index "
+                                              f"{bad[0]} outside 0..{num_labels - 1}")
+                        yield item
+
                 # A bounded window keeps memory flat on large datasets while the
                 # pool works ahead; results are consumed in item order.
                 window = collections.deque()
-                it = iter(items)
+                it = checked(items)
                 for item in it:
                     window.append((item, pool.submit(safe_encode, item)))
                     if len(window) >= 4 * workers:

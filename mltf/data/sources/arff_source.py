@@ -95,6 +95,8 @@ def _take_token(text: str, path: str, line: int) -> Tuple[str, str]:
             i += 1
         raise SourceError(f"{path} line {line}: unclosed quote in {text!r}")
     m = re.match(r"[^\s{]+", text)
+    if m is None:
+        raise SourceError(f"{path} line {line}: missing name before {text!r}")
     return m.group(0), text[m.end():]
 
 

@@ -38,8 +38,9 @@ rules imply (``rule_statistics()``; measured frequencies match them):
 
 Rendering. The digit *instances* are split once, by a permutation seeded with
 ``--seed`` and stratified by class: 80% of each class for train scenes, 20%
-for val scenes, so validation handwriting is unseen (``DemoScenes.instances``
-says which sklearn indices a split used). Each digit is padded by one pixel,
+for val scenes, so validation handwriting is unseen (``generate`` returns,
+per split, its pool of sklearn indices and the index of every digit pasted).
+Each digit is padded by one pixel,
 upscaled bilinearly to a random box of 0.28-0.42 of the side, tinted with a
 random bright colour (random hue, so colour says nothing about the class) and
 alpha-blended at a random position onto a noisy background (dark random base
@@ -57,8 +58,8 @@ digit independently is
 
 Everything is drawn from numpy Generators seeded with ``--seed`` (one for the
 instance split, one per split), so the output is deterministic, and changing
-``--demo_num_train`` does not change the val scenes. 2,500 scenes of 64 px
-take about a second on two cores.
+``--demo_num_train`` does not change the val scenes. A split of 0 scenes is
+left out of the result. 2,500 scenes of 64 px take 1-2 s on two cores.
 """
 
 import dataclasses

@@ -63,12 +63,12 @@ def _resolve(features, key: str) -> Optional[Tuple[List[str], object]]:
 
 
 def _all_keys(features, prefix: str = "") -> List[str]:
-    """Every feature key, nested ones joined with '/'."""
+    """Every feature key (sorted), nested ones joined with '/'."""
     import tensorflow_datasets as tfds
     features = _unwrap_sequence(features)
     out = []
     if isinstance(features, tfds.features.FeaturesDict):
-        for k in features.keys():
+        for k in sorted(features.keys()):
             out.append(prefix + k)
             out.extend(_all_keys(features[k], prefix + k + "/"))
     return out
@@ -199,35 +199,52 @@ def load(options: SourceOptions) -> SourceData:
                 if skip_decoding else None)
     partial = tfds.decode.PartialDecoding(spec, decoders=decoders)
 
-    out: Dict[str, List[Item]] = {}
+    out: Dict[str, "_Stream"] = {}
     dropped: Dict[str, int] = {}
     for split in splits:
         out_name = "val" if split == "validation" and "val" not in splits else split
         ds = builder.as_dataset(split=split, decoders=partial,
                                 shuffle_files=False)
-        items: List[Item] = []
+        out[out_name] = _Stream(ds, info.splits[split].num_examples, out_name,
+                                label_path, image_path, id_path, dropped)
+    return SourceData(label_names=label_names, splits=out, dropped=dropped)
+
+
+class _Stream:
+    """Items of one TFDS split, read lazily (a split can be far larger than
+    memory); ``len`` is the split size TFDS recorded, for the progress bar.
+    Examples with an unknown label (-1) are left out and counted in
+    ``dropped`` as they are met."""
+
+    def __init__(self, ds, size, name, label_path, image_path, id_path, dropped):
+        self.ds, self.size, self.name = ds, size, name
+        self.label_path, self.image_path, self.id_path = label_path, image_path, id_path
+        self.dropped = dropped
+
+    def __len__(self):
+        return self.size
+
+    def __iter__(self):
+        import tensorflow_datasets as tfds
         seen = set()
         unknown_label = 0
-        for i, example in enumerate(tfds.as_numpy(ds)):
-            values = np.asarray(_get(example, label_path)).ravel()
+        for i, example in enumerate(tfds.as_numpy(self.ds)):
+            values = np.asarray(_get(example, self.label_path)).ravel()
             if values.size and (values < 0).any():
                 unknown_label += 1
+                self.dropped[f"{self.name}: unknown label (-1)"] = unknown_label
                 continue
             labels = sorted(set(int(v) for v in values))
-            key = (_key_text(_get(example, id_path)) if id_path is not None
-                   else f"{out_name}-{i:07d}")
+            key = (_key_text(_get(example, self.id_path)) if self.id_path is not None
+                   else f"{self.name}-{i:07d}")
             if not key or key in seen:
                 key = f"{key}#{i:07d}"
             seen.add(key)
-            value = _get(example, image_path)
+            value = _get(example, self.image_path)
             if isinstance(value, (bytes, np.bytes_)):
-                items.append(Item(key=key, labels=labels, data=bytes(value)))
+                yield Item(key=key, labels=labels, data=bytes(value))
             else:
                 array = np.asarray(value)
                 if array.ndim == 3 and array.shape[-1] == 4:
                     array = array[..., :3]  # drop alpha
-                items.append(Item(key=key, labels=labels, array=array))
-        out[out_name] = items
-        if unknown_label:
-            dropped[f"{out_name}: unknown label (-1)"] = unknown_label
-    return SourceData(label_names=label_names, splits=out, dropped=dropped)
+                yield Item(key=key, labels=labels, array=array)
