@@ -17,6 +17,19 @@ SHARED_DATA = os.path.normpath(os.path.join(
     os.path.dirname(__file__), "..", "..", "shared", "data"))
 
 
+_STRATEGIES = {}
+
+
+def mirrored_strategy(num_devices):
+    """One shared MirroredStrategy per device count: separate instances in one
+    process reuse collective instance keys and abort each other's all-reduce."""
+    if num_devices not in _STRATEGIES:
+        devices = [d.name for d in tf.config.list_logical_devices("CPU")][:num_devices]
+        assert len(devices) == num_devices
+        _STRATEGIES[num_devices] = tf.distribute.MirroredStrategy(devices)
+    return _STRATEGIES[num_devices]
+
+
 def image_array(height, width, seed=0):
     """A deterministic uint8 RGB image with some structure."""
     rng = np.random.default_rng(seed)

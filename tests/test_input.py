@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 import keras
 
-from conftest import write_image
+from conftest import mirrored_strategy, write_image
 from mltf.data import writer
 from mltf.data.sources import Item, SourceData
 from pipelines import InputConfig, MismatchSampler, make_dataset, distributed_dataset
@@ -162,9 +162,7 @@ def test_mismatch_on_every_set_of_a_random_pool():
 
 def test_distributed_dataset_per_replica_batches(tiny_dataset):
     data_dir, _ = tiny_dataset
-    devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
-    assert len(devices) == 2
-    strategy = tf.distribute.MirroredStrategy(devices)
+    strategy = mirrored_strategy(2)
     cfg = InputConfig(data_dir, "train", batch_size=6, image_size=8, resize_size=16,
                       crop_sizes=(16,))
     dist = distributed_dataset(strategy, cfg)

@@ -1,0 +1,158 @@
+"""The BCE multi-label classifier: the baseline both papers start from.
+
+A backbone (a feature extractor, ``mltf.backbones``) and a task head: one
+dense layer with a sigmoid per label. The head's logits feed a binary
+cross-entropy computed from logits (numerically stable); ``call`` returns
+probabilities, so ``predict`` and ``evaluate`` give scores in [0, 1].
+
+Per-class decision thresholds live in the model as a non-trainable weight
+(0.5 until ``set_thresholds``), so they are saved with it and ``mltf.predict``
+uses them.
+"""
+
+from typing import Optional, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mltf import steps
+
+
+@keras.saving.register_keras_serializable(package="mltf")
+class MultiLabelClassifier(keras.Model):
+    """Backbone + one dense sigmoid layer per label, trained with BCE.
+
+    Args:
+      backbone: a ``keras.Model`` from inputs to pooled features [B, D].
+      num_labels: number of labels C.
+      label_names: optional names of the C labels, saved with the model.
+      dropout: dropout rate on the features before the head.
+      label_smoothing: BCE label smoothing.
+      **kwargs: ``keras.Model`` arguments (``name``, ``dtype``).
+    """
+
+    def __init__(self, backbone: keras.Model, num_labels: int,
+                 label_names: Optional[Sequence[str]] = None,
+                 dropout: float = 0.0, label_smoothing: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        if label_names is not None and len(label_names) != num_labels:
+            raise ValueError(f"{len(label_names)} label names for {num_labels} labels")
+        self.backbone = backbone
+        self.num_labels = int(num_labels)
+        self.label_names = list(label_names) if label_names is not None else None
+        self.dropout = float(dropout)
+        self.label_smoothing = float(label_smoothing)
+        self.feature_dropout = keras.layers.Dropout(self.dropout, name="feature_dropout")
+        # float32 head: logits and the loss stay exact under mixed precision.
+        self.head = keras.layers.Dense(self.num_labels, dtype="float32", name="head")
+        self.bce = keras.losses.BinaryCrossentropy(
+            from_logits=True, label_smoothing=self.label_smoothing, name="bce")
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.labels_tracker = keras.metrics.Mean(name="labels_per_image")
+        self.xla = False
+        self._step_fn = None
+
+    def build(self, input_shape):
+        self.backbone.build(input_shape)
+        features = self.backbone.compute_output_shape(input_shape)
+        self.head.build(features)
+        self.thresholds = self.add_weight(
+            shape=(self.num_labels,), initializer=keras.initializers.Constant(0.5),
+            trainable=False, name="thresholds")
+        self.built = True
+
+    def call(self, inputs, training=False, return_logits=False):
+        features = self.backbone(inputs, training=training)
+        logits = self.head(self.feature_dropout(features, training=training))
+        return logits if return_logits else keras.ops.sigmoid(logits)
+
+    # --- compile and steps --------------------------------------------------
+
+    def compile(self, optimizer="adam", *, xla: bool = True, **kwargs):
+        """Compiles for BCE training.
+
+        Args:
+          optimizer: a Keras optimizer or its name.
+          xla: XLA-compile the per-replica step (works under MirroredStrategy,
+            see ``mltf.steps``). Keras's own ``jit_compile`` is always off.
+          **kwargs: passed to ``keras.Model.compile`` (e.g.
+            ``steps_per_execution``); ``loss`` and ``jit_compile`` are fixed.
+        """
+        for fixed in ("loss", "jit_compile"):
+            if fixed in kwargs:
+                raise ValueError(f"{fixed!r} is fixed by MultiLabelClassifier.compile")
+        super().compile(optimizer=optimizer, jit_compile=False, **kwargs)
+        self.xla = bool(xla)
+        self._step_fn = None
+        # Built here, not lazily in fit: a lazily built optimizer fails under
+        # MirroredStrategy.
+        if not self.built:
+            raise ValueError("build the model (call it on a batch or "
+                             "model.build(shape)) before compile")
+        self.optimizer.build(self.trainable_variables)
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.labels_tracker]
+
+    def _loss_and_grads(self, trainable, non_trainable, x, y, sample_weight):
+        with tf.GradientTape() as tape:
+            tape.watch(trainable)
+            logits, new_non_trainable = self.stateless_call(
+                trainable, non_trainable, x, training=True, return_logits=True)
+            loss = self.bce(y, logits, sample_weight=sample_weight)
+            scaled = self.optimizer.scale_loss(loss)
+        grads = tape.gradient(scaled, trainable)
+        return loss, grads, new_non_trainable, logits
+
+    def train_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        if self._step_fn is None:
+            self._step_fn = steps.replica_function(self._loss_and_grads, self.xla)
+        loss, grads, new_non_trainable, logits = self._step_fn(
+            steps.variable_values(self.trainable_variables),
+            steps.variable_values(self.non_trainable_variables), x, y, sample_weight)
+        steps.assign_synced(self.non_trainable_variables, new_non_trainable)
+        self.optimizer.apply(grads, self.trainable_variables)
+        self._track(steps.unscaled(loss), logits, y)
+        return {m.name: m.result() for m in self.metrics}
+
+    def test_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        logits = self(x, training=False, return_logits=True)
+        loss = self.bce(y, logits, sample_weight=sample_weight)
+        self._track(steps.unscaled(loss), logits, y)
+        return {m.name: m.result() for m in self.metrics}
+
+    def _track(self, loss, logits, y):
+        batch = tf.shape(logits)[0]
+        self.loss_tracker.update_state(loss, sample_weight=batch)
+        predicted = tf.reduce_sum(tf.cast(logits >= 0.0, tf.float32), axis=-1)
+        self.labels_tracker.update_state(predicted)
+
+    # --- thresholds and config ----------------------------------------------
+
+    def set_thresholds(self, thresholds):
+        """Sets the per-class decision thresholds (saved with the model)."""
+        thresholds = np.asarray(thresholds, np.float32).reshape(-1)
+        if thresholds.shape != (self.num_labels,):
+            raise ValueError(f"need {self.num_labels} thresholds, got {thresholds.shape}")
+        self.thresholds.assign(thresholds)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "backbone": keras.saving.serialize_keras_object(self.backbone),
+            "num_labels": self.num_labels,
+            "label_names": self.label_names,
+            "dropout": self.dropout,
+            "label_smoothing": self.label_smoothing,
+        })
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        return cls(**config)

@@ -1,0 +1,79 @@
+"""Training-step machinery shared by mltf's models: XLA that survives
+``tf.distribute``, loss scaling per replica, synced non-trainable state.
+
+Why not ``model.compile(jit_compile=True)``: Keras 3.15 wraps the *whole*
+step, ``strategy.run`` included, in one XLA function. Under a
+MirroredStrategy that fails ("Trying to access resource .../replica_1 located
+in device CPU:1 from device CPU:0"), and ``jit_compile="auto"`` silently
+turns XLA off under any strategy. mltf instead compiles the *per-replica*
+computation: a pure function from variable values and a batch to the loss,
+the gradients and the new non-trainable values (``Layer.stateless_call``),
+called inside the replica context. Gradient all-reduce, the optimizer update
+and the non-trainable assignments stay outside XLA, where tf.distribute
+handles them. Models compile with Keras's ``jit_compile=False`` and their own
+``xla`` switch.
+
+Loss scaling: under a MirroredStrategy gradients are *summed* over replicas,
+so a per-replica loss must be the per-replica mean divided by the number of
+replicas. Keras ``Loss`` objects do this (``sum_over_batch_size``
+reduction); ``per_replica_mean`` does it for hand-written terms, and
+``unscaled`` undoes it for the loss trackers.
+"""
+
+from typing import Sequence
+
+import tensorflow as tf
+
+
+def num_replicas() -> int:
+    return tf.distribute.get_strategy().num_replicas_in_sync
+
+
+def per_replica_mean(values):
+    """Mean of ``values`` over this replica's batch, scaled for summing over
+    replicas (equal to the global-batch mean once summed)."""
+    return tf.reduce_mean(values) / tf.cast(num_replicas(), values.dtype)
+
+
+def unscaled(loss):
+    """A replica-scaled loss back to the per-example mean (for trackers)."""
+    return loss * tf.cast(num_replicas(), loss.dtype)
+
+
+def replica_function(fn, xla: bool):
+    """``fn`` as a ``tf.function``, XLA-compiled when ``xla``; call it in the
+    replica context (inside ``train_step``)."""
+    return tf.function(fn, jit_compile=bool(xla), reduce_retracing=True)
+
+
+def assign_synced(variables: Sequence, values: Sequence) -> None:
+    """Assigns new values of non-trainable variables (e.g. BatchNorm moving
+    statistics) from a replica context: averaged over replicas first, so
+    every replica keeps the same state (the single-device result when the
+    statistics are means over equal per-replica batches)."""
+    variables = list(variables)
+    if not variables:
+        return
+    ctx = tf.distribute.get_replica_context()
+    if ctx is None or ctx.num_replicas_in_sync == 1:
+        for v, value in zip(variables, values):
+            v.assign(value)
+        return
+    values = list(values)
+    # Float state (moving statistics) is averaged; integer state (random
+    # seed counters) advances identically on every replica and is kept.
+    floats = [i for i, v in enumerate(values) if v.dtype.is_floating]
+    if floats:
+        reduced = ctx.all_reduce(tf.distribute.ReduceOp.MEAN, [values[i] for i in floats])
+        for i, r in zip(floats, reduced):
+            values[i] = r
+
+    def update(strategy, vals):
+        for v, value in zip(variables, vals):
+            strategy.extended.update(v.value, lambda var, t: var.assign(t), args=(value,))
+
+    ctx.merge_call(update, args=(values,))
+
+
+def variable_values(variables):
+    return [v.value for v in variables]
