@@ -79,9 +79,13 @@ class MultiLabelClassifier(keras.Model):
           **kwargs: passed to ``keras.Model.compile`` (e.g.
             ``steps_per_execution``); ``loss`` and ``jit_compile`` are fixed.
         """
-        for fixed in ("loss", "jit_compile"):
-            if fixed in kwargs:
-                raise ValueError(f"{fixed!r} is fixed by MultiLabelClassifier.compile")
+        # A saved compile config (load_model) carries loss=None and
+        # jit_compile=False; anything else would be silently ignored, so refuse.
+        if kwargs.pop("loss", None) is not None:
+            raise ValueError("'loss' is fixed by MultiLabelClassifier.compile (BCE)")
+        if kwargs.pop("jit_compile", False) not in (False, "auto"):
+            raise ValueError("'jit_compile' is fixed by MultiLabelClassifier.compile; "
+                             "use xla=True (per-replica XLA, see mltf.steps)")
         super().compile(optimizer=optimizer, jit_compile=False, **kwargs)
         self.xla = bool(xla)
         self._step_fn = None
@@ -91,6 +95,20 @@ class MultiLabelClassifier(keras.Model):
             raise ValueError("build the model (call it on a batch or "
                              "model.build(shape)) before compile")
         self.optimizer.build(self.trainable_variables)
+
+    def get_compile_config(self):
+        config = super().get_compile_config()
+        if config is not None:
+            config["xla"] = self.xla
+        return config
+
+    def compile_from_config(self, config):
+        """Re-compiles a loaded model, so its optimizer state is restored."""
+        config = dict(config)
+        optimizer = config.pop("optimizer", None)
+        if isinstance(optimizer, dict):
+            optimizer = keras.optimizers.deserialize(optimizer)
+        self.compile(optimizer=optimizer or "adam", **config)
 
     @property
     def metrics(self):

@@ -127,6 +127,10 @@ def test_save_load_round_trip_with_thresholds(tmp_path):
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0),
                                atol=1e-6)
     assert loaded.get_config()["backbone"]["config"]["name"] == "tiny"
+    # Compile state and optimizer come back too, so training can continue.
+    assert loaded.xla == model.xla and loaded.optimizer is not None
+    assert int(loaded.optimizer.iterations.numpy()) == int(model.optimizer.iterations.numpy())
+    loaded.fit(x, y, epochs=1, verbose=0)
 
 
 def test_bad_arguments():
@@ -138,6 +142,8 @@ def test_bad_arguments():
     model.build((None, 8, 8, 3))
     with pytest.raises(ValueError, match="'loss' is fixed"):
         model.compile(optimizer="sgd", loss="mse")
+    with pytest.raises(ValueError, match="use xla=True"):
+        model.compile(optimizer="sgd", jit_compile=True)
     model.compile(optimizer="sgd")
     with pytest.raises(ValueError, match="need 3 thresholds"):
         model.set_thresholds([0.5])

@@ -1,0 +1,142 @@
+"""Keras callbacks of mltf's training runs."""
+
+import json
+import os
+from typing import Dict, Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mltf import metrics as metrics_lib
+
+
+def predict_dataset(model, dataset):
+    """Scores and labels over one pass of an (x, y) dataset, in order.
+
+    ``x`` may be a dict (the pipeline's ``images``/``features`` plus extras);
+    only the model input is fed.
+    """
+    # A plain call in the cross-replica context: predict_on_batch would run
+    # the whole batch on every replica of a MirroredStrategy and concatenate.
+    infer = getattr(model, "_mltf_infer", None)
+    if infer is None:
+        infer = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        model._mltf_infer = infer
+    scores, labels = [], []
+    for x, y in dataset:
+        if isinstance(x, dict):
+            x = x.get("images", x.get("features"))
+        scores.append(np.asarray(infer(x)))
+        labels.append(np.asarray(y))
+    if not scores:
+        raise ValueError("the evaluation dataset is empty")
+    return np.concatenate(labels), np.concatenate(scores)
+
+
+def bce(y, s, eps=1e-7):
+    """Mean binary cross-entropy of probabilities ``s`` (numpy)."""
+    s = np.clip(s, eps, 1 - eps)
+    return float(-np.mean(y * np.log(s) + (1 - y) * np.log(1 - s)))
+
+
+class FullSetEvaluation(keras.callbacks.Callback):
+    """Computes every ``mltf.metrics`` metric over the whole evaluation set at
+    the end of each ``every``-th epoch and adds them to the epoch's logs as
+    ``val_<key>`` (so TensorBoard, the CSV log and ``ModelCheckpoint(monitor=
+    "val_mAP")`` see them), plus ``val_loss``, the BCE over the set, for
+    ``ReduceLROnPlateau`` (no second pass over the data). Metrics over a whole
+    set, not averaged over batches: mAP and F1 are not batch-decomposable.
+
+    Must come before the callbacks that read those logs.
+
+    Args:
+      dataset: a finite (x, y) dataset (one pass).
+      every: evaluate every this many epochs (and always on the last).
+      prefix: key prefix.
+    """
+
+    def __init__(self, dataset, every: int = 1, prefix: str = "val_"):
+        super().__init__()
+        self.dataset = dataset
+        self.every = max(1, int(every))
+        self.prefix = prefix
+        self.last: Optional[Dict] = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        last_epoch = self.params.get("epochs") if self.params else None
+        if (epoch + 1) % self.every and (last_epoch is None or epoch + 1 != last_epoch):
+            return
+        y, s = predict_dataset(self.model, self.dataset)
+        self.last = metrics_lib.compute_all(y, s)
+        if logs is not None:
+            for key, value in self.last.items():
+                if not key.startswith("num_"):  # counts are not metrics
+                    logs[self.prefix + key] = value
+            logs[self.prefix + "loss"] = bce(y, s)
+
+
+class TerminateOnNaNWithMessage(keras.callbacks.Callback):
+    """Stops training at the first NaN or infinite loss and says what to try."""
+
+    def __init__(self):
+        super().__init__()
+        self.stopped_at = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(float(loss)):
+            self.stopped_at = batch
+            self.model.stop_training = True
+            print(f"\nmltf: the loss became {float(loss)} at batch {batch}; training "
+                  "stopped. Try a lower learning rate (e.g. "
+                  "--gin_bindings='mltf.train.learning_rate = 1e-4'), check the "
+                  "input scaling (pipelines.InputConfig.preprocessing), or turn "
+                  "mixed precision off.", flush=True)
+
+
+class OperativeConfigWriter(keras.callbacks.Callback):
+    """Writes gin's operative config to ``<model_dir>/operative_config.gin``
+    and as text to TensorBoard, when training starts (every configurable has
+    been called by then) and when it ends."""
+
+    def __init__(self, model_dir: str, log_dir: str):
+        super().__init__()
+        self.model_dir = model_dir
+        self.log_dir = log_dir
+
+    def _write(self, step):
+        import gin
+        text = gin.operative_config_str()
+        with open(os.path.join(self.model_dir, "operative_config.gin"), "w") as f:
+            f.write(text)
+        writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "config"))
+        with writer.as_default():
+            # Markdown code block, so TensorBoard keeps the line breaks.
+            tf.summary.text("operative_config",
+                            "    " + text.replace("\n", "\n    "), step=step)
+        writer.flush()
+
+    def on_train_begin(self, logs=None):
+        self._write(0)
+
+    def on_train_end(self, logs=None):
+        self._write(1)
+
+
+def write_json(path: str, data) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+
+
+class LearningRateLogger(keras.callbacks.Callback):
+    """Adds the optimizer's current ``learning_rate`` to each epoch's logs,
+    so the CSV log has it too (Keras's TensorBoard callback logs it only to
+    TensorBoard)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None and "learning_rate" not in logs:
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(
+                self.model.optimizer.learning_rate))

@@ -1,0 +1,219 @@
+r"""Evaluates a trained model on one split of an mltf dataset.
+
+  python -m mltf.evaluate --model=runs/demo --data_dir=data/demo
+  python -m mltf.evaluate --model=runs/demo/checkpoints/best.keras \
+      --data_dir=data/demo --split=val --thresholds=model
+
+``--model`` is a ``.keras`` file or a run folder (its ``model.keras``). The
+input size comes from the model's input shape (``--image_size`` overrides
+it, and is needed for a model that takes any size), the input scaling from
+its backbone's name (``mltf.backbones.preprocessing_mode``); images go through
+the evaluation pipeline (``pipelines.make_dataset`` with ``training=False``:
+decode, resize the whole image, scale; one pass in file order). Every metric
+of ``mltf.metrics.compute_all`` is computed over the whole split, printed as
+``mltf.metrics.format_table`` and written as JSON.
+
+Flags: ``--model``, ``--data_dir``, ``--split`` (default ``val``),
+``--output`` (default ``<run folder, or the .keras file's folder>/
+eval_<split>.json``), ``--thresholds`` (``0.5``, any number in [0, 1], or
+``model``: the per-class thresholds saved in the model, tuned by
+``mltf.train``), ``--image_size`` (N or HxW), ``--batch_size`` (64).
+
+The JSON file (keys in this order; label order is the model's):
+
+=====================  =======================================================
+key                    value
+=====================  =======================================================
+``model``              the ``.keras`` file evaluated
+``data_dir``           the dataset folder
+``split``              the split evaluated
+``thresholds_used``    ``"model"`` (the model's saved per-class thresholds) or
+                       the constant threshold as a string (``"0.5"``); the
+                       values per class are in ``per_class``
+``image_size``         [height, width] the images were resized to
+``preprocessing``      the input scaling mode (``pipelines.preprocessing``)
+``metrics``            the ``mltf.metrics.compute_all`` dict at those
+                       thresholds: every key of ``mltf.metrics.RESULT_KEYS``
+                       (counts ``num_examples``, ``num_labels``,
+                       ``num_labels_with_positives``,
+                       ``num_examples_with_labels``; ``CP CR CF1 OP OR OF1``
+                       and their ``_top3`` variants; ``mAP``,
+                       ``hamming_loss``, ``ranking_loss``, ``one_error``,
+                       ``coverage``, ``avg_precision``), meanings and
+                       conventions in the ``mltf.metrics`` docstring
+``per_class``          {label name: {``AP``, ``precision``, ``recall``,
+                       ``f1``, ``threshold``}} per label
+                       (``mltf.metrics.per_class_metrics`` at the thresholds
+                       used): ``AP`` is the class's average precision (NaN
+                       when the split has no positive of the class),
+                       ``precision``/``recall``/``f1`` at ``threshold``,
+                       plus ``num_positives`` and ``num_predicted`` (ints)
+=====================  =======================================================
+
+Fractions are in [0, 1] (not percent). Undefined values (``mAP``,
+``one_error``, ``coverage``, a class's ``AP``) are written as ``NaN``, as
+``json.dump`` does and ``mltf.train``'s ``metrics.json`` does too (Python's
+``json.load`` reads them back).
+
+Exit codes: 0 on success; 2 when the model, the dataset or the split is
+missing, when the model's label count differs from the dataset's, or on a
+bad flag value.
+"""
+
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+
+FLAGS = flags.FLAGS
+
+
+def define_flags(flag_values=FLAGS) -> None:
+    """Defines this tool's flags in ``flag_values`` (done when run as a
+    program; flags are not defined at import, so ``mltf.evaluate``,
+    ``mltf.predict`` and ``mltf.export`` import together)."""
+    flags.DEFINE_string("model", None, "A .keras file or a run folder (uses its "
+                        "model.keras).", flag_values=flag_values)
+    flags.DEFINE_string("data_dir", None, "An mltf dataset folder "
+                        "(tools/make_tfrecords.py).", flag_values=flag_values)
+    flags.DEFINE_string("split", "val", "The split to evaluate.", flag_values=flag_values)
+    flags.DEFINE_string("output", None, "JSON file to write (default: <run folder or "
+                        "the .keras file's folder>/eval_<split>.json).",
+                        flag_values=flag_values)
+    flags.DEFINE_string("thresholds", "0.5", "'model' (the model's saved per-class "
+                        "thresholds) or one threshold in [0, 1] for every class.",
+                        flag_values=flag_values)
+    flags.DEFINE_string("image_size", None, "Resize images to N or HxW (default: the "
+                        "model's input size).", flag_values=flag_values)
+    flags.DEFINE_integer("batch_size", 64, "Evaluation batch size.",
+                         flag_values=flag_values)
+
+class EvaluationError(Exception):
+    """A user error that stops the evaluation (exit code 2)."""
+
+
+def evaluate(model_path: str, data_dir: str, split: str = "val",
+             thresholds="0.5", image_size=None, batch_size: int = 64,
+             model=None) -> dict:
+    """Evaluates and returns the report dict written as JSON (see the module
+    docstring). ``model`` may be passed already loaded (then ``model_path``
+    is only recorded). Raises ``EvaluationError`` for user errors."""
+    import pipelines
+    from mltf import callbacks, inference, metrics
+    from mltf.data import schema
+
+    if batch_size <= 0:
+        raise EvaluationError(f"--batch_size must be positive, got {batch_size}")
+    # The cheap checks first: the dataset and split, then the model.
+    try:
+        info = schema.read_info(data_dir)
+    except (FileNotFoundError, ValueError) as e:
+        raise EvaluationError(str(e)) from None
+    if split not in info.splits:
+        raise EvaluationError(f"split {split!r} not found in {data_dir}: the "
+                              f"dataset has {', '.join(sorted(info.splits))}")
+    try:
+        if model is None:
+            model, model_path = inference.load_model(model_path)
+    except (FileNotFoundError, ValueError) as e:
+        raise EvaluationError(str(e)) from None
+    try:
+        spec = inference.inference_spec(model, image_size)
+    except ValueError as e:
+        raise EvaluationError(str(e)) from None
+    if spec.num_labels != info.num_labels:
+        raise EvaluationError(
+            f"label count mismatch: the model {model_path} predicts "
+            f"{spec.num_labels} labels ({_names(spec.label_names)}) but the "
+            f"dataset {data_dir} has {info.num_labels} "
+            f"({_names(info.label_names)})")
+    if spec.label_names != list(info.label_names) and getattr(
+            model, "label_names", None):
+        print(f"mltf.evaluate: warning: the model's label names "
+              f"({_names(spec.label_names)}) differ from the dataset's "
+              f"({_names(info.label_names)}); labels are matched by index",
+              file=sys.stderr)
+    if (info.kind == schema.KIND_IMAGE) != spec.is_image:
+        raise EvaluationError(
+            f"the model takes {'images' if spec.is_image else 'feature vectors'} "
+            f"but {data_dir} is a {info.kind} dataset")
+    try:
+        t, described = inference.resolve_thresholds(thresholds, spec)
+    except ValueError as e:
+        raise EvaluationError(str(e)) from None
+
+    config = pipelines.InputConfig(
+        data_dir, split, batch_size=batch_size, training=False,
+        image_size=spec.image_size or 224, preprocessing=spec.preprocessing)
+    try:
+        dataset = pipelines.make_dataset(config, info=info)
+        y, s = callbacks.predict_dataset(model, dataset)
+    except (FileNotFoundError, ValueError) as e:  # a missing shard, no example
+        raise EvaluationError(f"split {split!r} of {data_dir}: {e}") from None
+    results = metrics.compute_all(y, s, threshold=t)
+    per = metrics.per_class_metrics(y, s, threshold=t)
+    per_class = {}
+    for j, name in enumerate(spec.label_names):
+        per_class[name] = {"AP": float(per["ap"][j]),
+                           "precision": float(per["precision"][j]),
+                           "recall": float(per["recall"][j]),
+                           "f1": float(per["f1"][j]),
+                           "threshold": float(t[j]),
+                           "num_positives": int(per["num_positives"][j]),
+                           "num_predicted": int(per["num_predicted"][j])}
+    return {"model": model_path, "data_dir": data_dir, "split": split,
+            "thresholds_used": described,
+            "image_size": list(spec.image_size) if spec.image_size else None,
+            "preprocessing": spec.preprocessing,
+            "metrics": results, "per_class": per_class}
+
+
+def _names(names, limit=8):
+    shown = ", ".join(names[:limit])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+
+
+def write_report(path: str, report: dict) -> None:
+    """Writes the report atomically, keys in order (not sorted: per-class
+    entries stay in label order)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(report, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def main(argv, flag_values=FLAGS):
+    """The program: returns the exit code."""
+    fv = flag_values
+    if len(argv) > 1:
+        print(f"mltf.evaluate: error: unexpected arguments {argv[1:]}", file=sys.stderr)
+        return 2
+    if not fv.model or not fv.data_dir:
+        print("mltf.evaluate: error: --model and --data_dir are required",
+              file=sys.stderr)
+        return 2
+    from mltf import inference, metrics
+    try:
+        report = evaluate(fv.model, fv.data_dir, fv.split, fv.thresholds,
+                          fv.image_size, fv.batch_size)
+    except EvaluationError as e:
+        print(f"mltf.evaluate: error: {e}", file=sys.stderr)
+        return 2
+    output = fv.output or os.path.join(
+        inference.default_output_folder(fv.model), f"eval_{fv.split}.json")
+    write_report(output, report)
+    print(f"{metrics.format_table(report['metrics'])}\n"
+          f"(model {report['model']}; split {fv.split!r} of {fv.data_dir}; "
+          f"thresholds {report['thresholds_used']}; written to {output})")
+    return 0
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(lambda argv: sys.exit(main(argv)))

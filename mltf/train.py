@@ -1,0 +1,238 @@
+r"""Trains a multi-label classifier from a gin config.
+
+  python -m mltf.train --config=configs/demo.gin
+  python -m mltf.train --config=configs/coco_vgg16.gin \
+      --gin_bindings='pipelines.InputConfig.data_dir = "data/coco2014"' \
+      --model_dir=runs/coco_vgg16
+
+Everything about the run is bound in gin: the entry point ``mltf.train``,
+the backbone ``mltf.build_backbone``, the inputs ``train/`` and ``eval/``
+``pipelines.InputConfig``, optimizers (``@keras.optimizers.Adam()``), extra
+callbacks (``@keras.callbacks.ReduceLROnPlateau()``). Flags only name the
+config files, extra bindings and the run folder: a flag never passes a value
+that gin binds, so the .gin file is never silently overridden.
+
+The run folder (``--model_dir``, default ``runs/<config name>``) receives:
+
+- ``operative_config.gin``: every gin value the run used;
+- ``tensorboard/``: losses, learning rate and the full-set evaluation
+  metrics each epoch, and the operative config as text;
+- ``training_log.csv``: one row per epoch;
+- ``checkpoints/last.keras`` and ``checkpoints/best.keras`` (by
+  ``checkpoint_metric``);
+- ``backup/``: BackupAndRestore state; a killed run started again with the
+  same command resumes at the start of the epoch it was in;
+- ``model.keras``: the final model, with per-class thresholds tuned on the
+  evaluation split when ``tune_thresholds``;
+- ``metrics.json``: the final evaluation (keys: ``mltf.metrics``).
+"""
+
+import os
+import sys
+import time
+from typing import Optional, Sequence
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import gin  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_multi_string("config", None, "Gin config file(s), applied in order.")
+flags.DEFINE_multi_string("gin_bindings", [], "Extra gin bindings, e.g. 'mltf.train.epochs = 2'.")
+flags.DEFINE_string("model_dir", None, "Run folder (default: runs/<first config's name>).")
+
+
+def _register_externals():
+    """Keras objects that configs may reference (``@keras.optimizers.Adam()``)."""
+    import keras
+    for module, names in (
+            ("keras.optimizers", ("Adam", "AdamW", "SGD", "RMSprop")),
+            ("keras.optimizers.schedules", ("CosineDecay", "ExponentialDecay",
+                                            "PiecewiseConstantDecay")),
+            ("keras.callbacks", ("ReduceLROnPlateau", "EarlyStopping"))):
+        obj = keras
+        for part in module.split(".")[1:]:
+            obj = getattr(obj, part)
+        for name in names:
+            try:
+                gin.external_configurable(getattr(obj, name), module=module)
+            except ValueError:
+                pass  # registered already (module imported twice)
+
+
+_register_externals()
+
+
+@gin.configurable(module="mltf", denylist=["model_dir"])
+def train(model_dir: str,
+          epochs: int = 10,
+          steps_per_epoch: Optional[int] = None,
+          optimizer=None,
+          learning_rate: Optional[float] = None,
+          dropout: float = 0.0,
+          label_smoothing: float = 0.0,
+          xla: bool = True,
+          mixed_precision: Optional[str] = None,
+          strategy: str = "auto",
+          checkpoint_metric: str = "val_mAP",
+          eval_every: int = 1,
+          backup_every: str = "epoch",
+          callbacks: Sequence = (),
+          tune_thresholds: bool = True,
+          seed: int = 0,
+          verbose="auto"):
+    """Trains the BCE classifier; returns the final evaluation metrics.
+
+    Args:
+      model_dir: run folder (the ``--model_dir`` flag; never bound in gin).
+      epochs: training epochs.
+      steps_per_epoch: steps per epoch (default: one pass over the training
+        split, ``num_examples // batch_size``).
+      optimizer: a Keras optimizer (``@keras.optimizers.Adam()``); default
+        Adam with ``learning_rate``.
+      learning_rate: Adam's learning rate when ``optimizer`` is not given
+        (default 1e-3); binding both is an error.
+      dropout, label_smoothing: see ``mltf.models.MultiLabelClassifier``.
+      xla: XLA-compile the per-replica step (``mltf.steps``).
+      mixed_precision: None, ``"mixed_float16"`` (GPU) or
+        ``"mixed_bfloat16"`` (TPU, recent CPUs).
+      strategy: ``auto``, ``default``, ``mirrored``, ``multi_worker`` or
+        ``cpu:N`` (``mltf.distribute``).
+      checkpoint_metric: log key that picks ``checkpoints/best.keras``
+        (``val_<metric key>``; ``val_loss`` is minimised, others maximised).
+      eval_every: full-set evaluation every this many epochs.
+      backup_every: BackupAndRestore frequency: ``"epoch"`` (resume at the
+        start of the interrupted epoch, with the state it started with).
+      callbacks: extra Keras callbacks (e.g.
+        ``@keras.callbacks.ReduceLROnPlateau()``, which can monitor
+        ``val_loss``: the full-set evaluation logs it).
+      tune_thresholds: tune per-class thresholds on the evaluation split
+        (maximising each class's F1) and save them with ``model.keras``.
+      seed: seed of Keras's initialisers and dropout.
+      verbose: Keras's progress output (``"auto"``: a bar on a terminal).
+    """
+    import keras
+    import numpy as np
+    from mltf import backbones, callbacks as mltf_callbacks, distribute, metrics, models
+    from mltf.data import schema
+    import pipelines
+    from pipelines import preprocessing
+
+    os.makedirs(model_dir, exist_ok=True)
+    if optimizer is not None and learning_rate is not None:
+        raise ValueError("bind either mltf.train.optimizer or mltf.train.learning_rate, "
+                         "not both (the optimizer carries its own learning rate)")
+    strategy_obj = distribute.make_strategy(strategy)
+    train_cfg, eval_cfg = pipelines.input_configs()
+    distribute.check_batch(train_cfg.batch_size, strategy_obj)
+    info = schema.read_info(train_cfg.data_dir)
+    if mixed_precision:
+        keras.mixed_precision.set_global_policy(mixed_precision)
+    keras.utils.set_random_seed(seed)
+
+    if info.kind == schema.KIND_FEATURES:
+        input_shape = (info.feature_dim,)
+    else:
+        side = pipelines.augment.as_hw(train_cfg.image_size)
+        input_shape = (side[0], side[1], 3)
+    with strategy_obj.scope():
+        backbone = backbones.build_backbone(input_shape=input_shape)
+        model = models.MultiLabelClassifier(
+            backbone, info.num_labels, label_names=info.label_names,
+            dropout=dropout, label_smoothing=label_smoothing, name="classifier")
+        model.build((None,) + tuple(input_shape))
+        if optimizer is None:
+            optimizer = keras.optimizers.Adam(learning_rate or 1e-3)
+        model.compile(optimizer=optimizer, xla=xla)
+
+    def resolve(cfg):
+        if cfg.preprocessing == "auto":
+            cfg.preprocessing = (backbones.preprocessing_mode(backbone.name)
+                                 if info.kind == schema.KIND_IMAGE else "none")
+        return preprocessing.mode_for(cfg.preprocessing) and cfg
+
+    train_cfg, eval_cfg = resolve(train_cfg), resolve(eval_cfg)
+    eval_cfg.training = False
+    if strategy_obj.num_replicas_in_sync > 1:
+        train_ds = pipelines.distributed_dataset(strategy_obj, train_cfg)
+    else:
+        train_ds = pipelines.make_dataset(train_cfg, info=info)
+    eval_ds = pipelines.make_dataset(eval_cfg, info=info)
+    steps = steps_per_epoch or max(1, info.split(train_cfg.split).num_examples
+                                   // train_cfg.batch_size)
+
+    log_dir = os.path.join(model_dir, "tensorboard")
+    ckpt_dir = os.path.join(model_dir, "checkpoints")
+    os.makedirs(ckpt_dir, exist_ok=True)
+    evaluation = mltf_callbacks.FullSetEvaluation(eval_ds, every=eval_every)
+    mode = "min" if checkpoint_metric.endswith("loss") or checkpoint_metric.endswith(
+        ("hamming_loss", "ranking_loss", "one_error", "coverage")) else "max"
+    cbs = [evaluation, mltf_callbacks.LearningRateLogger(),
+           mltf_callbacks.TerminateOnNaNWithMessage(),
+           *callbacks,
+           keras.callbacks.ModelCheckpoint(os.path.join(ckpt_dir, "last.keras")),
+           keras.callbacks.ModelCheckpoint(os.path.join(ckpt_dir, "best.keras"),
+                                           monitor=checkpoint_metric, mode=mode,
+                                           save_best_only=True),
+           keras.callbacks.BackupAndRestore(os.path.join(model_dir, "backup"),
+                                            save_freq=backup_every),
+           keras.callbacks.CSVLogger(os.path.join(model_dir, "training_log.csv"),
+                                     append=True),
+           keras.callbacks.TensorBoard(log_dir=log_dir),
+           mltf_callbacks.OperativeConfigWriter(model_dir, log_dir)]
+    start = time.time()
+    if verbose == "auto":  # a bar on a terminal, one line per epoch in a log
+        verbose = 1 if sys.stdout.isatty() else 2
+    history = model.fit(train_ds, epochs=epochs, steps_per_epoch=steps, callbacks=cbs,
+                        verbose=verbose)
+    train_seconds = time.time() - start
+    if any(getattr(c, "stopped_at", None) is not None for c in cbs):
+        raise FloatingPointError("training stopped on a NaN or infinite loss")
+
+    y, s = mltf_callbacks.predict_dataset(model, eval_ds)
+    results = metrics.compute_all(y, s)
+    thresholds = np.full(info.num_labels, 0.5, np.float32)
+    if tune_thresholds:
+        thresholds = metrics.tune_thresholds(y, s)
+        model.set_thresholds(thresholds)
+    model.save(os.path.join(model_dir, "model.keras"))
+    report = {"split": eval_cfg.split, "data_dir": eval_cfg.data_dir,
+              "metrics": results, "thresholds": [float(t) for t in thresholds],
+              "label_names": info.label_names, "epochs": len(history.epoch),
+              "train_seconds": round(train_seconds, 1),
+              "replicas": strategy_obj.num_replicas_in_sync}
+    mltf_callbacks.write_json(os.path.join(model_dir, "metrics.json"), report)
+    print(f"\n{metrics.format_table(results)}\n"
+          f"(split {eval_cfg.split!r} of {eval_cfg.data_dir}; threshold 0.5; "
+          f"training {train_seconds:.0f} s; run folder {model_dir})")
+    return results
+
+
+def main(argv):
+    del argv
+    if not FLAGS.config:
+        raise app.UsageError("--config is required (e.g. --config=configs/demo.gin)")
+    model_dir = FLAGS.model_dir or os.path.join(
+        "runs", os.path.splitext(os.path.basename(FLAGS.config[0]))[0])
+    for path in FLAGS.config:
+        if not os.path.isfile(path):
+            print(f"mltf.train: error: config file not found: {path}", file=sys.stderr)
+            return 2
+    import pipelines  # noqa: F401  (registers pipelines.InputConfig)
+    from mltf import backbones  # noqa: F401  (registers mltf.build_backbone)
+    try:
+        gin.parse_config_files_and_bindings(FLAGS.config, FLAGS.gin_bindings)
+    except (ValueError, KeyError, TypeError, SyntaxError) as e:
+        print(f"mltf.train: error in the gin config: {e}", file=sys.stderr)
+        return 2
+    try:
+        train(model_dir)
+    except (FileNotFoundError, FloatingPointError) as e:
+        print(f"mltf.train: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(lambda argv: sys.exit(main(argv)))

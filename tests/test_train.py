@@ -1,0 +1,170 @@
+"""python -m mltf.train end to end on tiny data: run folder contents, gin
+errors, two replicas with XLA, kill -9 and resume, the COCO config."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import gin
+import keras
+import numpy as np
+import pytest
+
+from mltf.data import sources, writer
+from mltf.data.sources import SourceOptions
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "ds"
+    data = sources.load("demo", SourceOptions(demo_num_train=96, demo_num_val=40,
+                                              demo_image_size=32, seed=3))
+    writer.write_dataset(data, str(out), num_shards=2, progress=False)
+    return str(out)
+
+
+def tiny_bindings(data_dir, **extra):
+    bindings = [f"pipelines.InputConfig.data_dir = '{data_dir}'",
+                "pipelines.InputConfig.image_size = 24",
+                "pipelines.InputConfig.resize_size = 32",
+                "pipelines.InputConfig.crop_sizes = (32, 24)",
+                "pipelines.InputConfig.batch_size = 8",
+                "mltf.build_backbone.widths = (8, 16)",
+                "mltf.train.epochs = 2"]
+    bindings += [f"{k} = {v}" for k, v in extra.items()]
+    return bindings
+
+
+def run_train(args, env_extra=None, timeout=600):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    env.update(env_extra or {})
+    return subprocess.run([sys.executable, "-m", "mltf.train", *args], cwd=ROOT,
+                          capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def test_train_writes_a_complete_run_folder(demo_dir, tmp_path):
+    from mltf import backbones, metrics, train  # noqa: F401  (gin registrations)
+    import pipelines  # noqa: F401
+    gin.clear_config()
+    try:
+        gin.parse_config_files_and_bindings(
+            [os.path.join(ROOT, "configs", "demo.gin")],
+            tiny_bindings(demo_dir, **{"mltf.train.xla": False}),
+            skip_unknown=False)
+        results = train.train(str(tmp_path))
+    finally:
+        gin.clear_config()
+    names = set(os.listdir(tmp_path))
+    assert {"operative_config.gin", "metrics.json", "model.keras", "training_log.csv",
+            "tensorboard", "checkpoints"} <= names
+    assert "backup" not in names  # BackupAndRestore removes it after a finished run
+    assert {"last.keras", "best.keras"} <= set(os.listdir(tmp_path / "checkpoints"))
+    assert "train.epochs = 2" in (tmp_path / "operative_config.gin").read_text()
+    report = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(report["metrics"]) == set(metrics.RESULT_KEYS)
+    assert report["metrics"] == pytest.approx(results, nan_ok=True)
+    rows = list(csv.DictReader(open(tmp_path / "training_log.csv")))
+    assert [r["epoch"] for r in rows] == ["0", "1"]
+    assert {"loss", "val_mAP", "val_CF1", "val_loss", "learning_rate"} <= set(rows[0])
+    # The saved model reproduces the reported metrics (independent recomputation).
+    model = keras.models.load_model(tmp_path / "model.keras")
+    from mltf.callbacks import predict_dataset
+    from pipelines import InputConfig, make_dataset
+    ds = make_dataset(InputConfig(demo_dir, "val", batch_size=16, training=False,
+                                  image_size=24, preprocessing="unit"))
+    y, s = predict_dataset(model, ds)
+    assert metrics.compute_all(y, s)["mAP"] == pytest.approx(results["mAP"], abs=1e-6)
+    np.testing.assert_allclose(model.thresholds.numpy(), report["thresholds"])
+    events = [f for _, _, fs in os.walk(tmp_path / "tensorboard") for f in fs
+              if f.startswith("events")]
+    assert events
+
+
+def test_gin_typo_names_the_binding(demo_dir, tmp_path):
+    proc = run_train(["--config=configs/demo.gin", f"--model_dir={tmp_path}",
+                      "--gin_bindings=mltf.train.epoch = 2"])
+    assert proc.returncode == 2
+    assert "epoch" in proc.stderr and "mltf.train" in proc.stderr
+    proc = run_train(["--config=configs/nope.gin", f"--model_dir={tmp_path}"])
+    assert proc.returncode == 2 and "configs/nope.gin" in proc.stderr
+
+
+def test_batch_must_divide_by_replicas(demo_dir, tmp_path):
+    proc = run_train(["--config=configs/demo.gin", f"--model_dir={tmp_path}",
+                      *[f"--gin_bindings={b}" for b in tiny_bindings(
+                          demo_dir, **{"pipelines.InputConfig.batch_size": 7,
+                                       "mltf.train.strategy": "'cpu:2'"})]])
+    assert proc.returncode != 0
+    assert "global batch size 7 must divide by the 2 replicas" in proc.stderr
+
+
+def test_two_replicas_keep_xla(demo_dir, tmp_path):
+    proc = run_train(["--config=configs/demo.gin", f"--model_dir={tmp_path}",
+                      *[f"--gin_bindings={b}" for b in tiny_bindings(
+                          demo_dir, **{"mltf.train.strategy": "'cpu:2'",
+                                       "mltf.train.epochs": 1})]],
+                     env_extra={"TF_CPP_MIN_LOG_LEVEL": "0"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Compiled cluster using XLA" in proc.stderr  # TF's own log line
+    report = json.loads((tmp_path / "metrics.json").read_text())
+    assert report["replicas"] == 2
+
+
+def test_killed_run_resumes_without_losing_an_epoch(demo_dir, tmp_path):
+    steps, epochs = 30, 3
+    args = ["--config=configs/demo.gin", f"--model_dir={tmp_path}",
+            *[f"--gin_bindings={b}" for b in tiny_bindings(
+                demo_dir, **{"mltf.train.epochs": epochs,
+                             "mltf.train.steps_per_epoch": steps,
+                             "mltf.train.xla": False})]]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.Popen([sys.executable, "-m", "mltf.train", *args], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    log = tmp_path / "training_log.csv"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if log.exists() and len(log.read_text().splitlines()) >= 2:  # header + epoch 0
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    time.sleep(0.3)  # into epoch 1
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_rows = len(log.read_text().splitlines()) - 1
+    assert killed_rows < epochs
+    assert not (tmp_path / "metrics.json").exists()
+    done = run_train(args)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = list(csv.DictReader(open(log)))
+    assert [int(r["epoch"]) for r in rows] == list(range(epochs))
+    model = keras.models.load_model(tmp_path / "model.keras")
+    # The optimizer state was restored: exactly epochs * steps updates in all.
+    assert int(model.optimizer.iterations.numpy()) == epochs * steps
+
+
+def test_coco_vgg16_config_runs_on_a_tiny_coco_tree(tmp_path):
+    from test_sources_files import _coco_tree
+    root = tmp_path / "coco"
+    _coco_tree(root)
+    out = tmp_path / "records"
+    data = sources.load("coco", SourceOptions(data_dir=str(root)))
+    writer.write_dataset(data, str(out), progress=False)
+    proc = run_train(["--config=configs/coco_vgg16.gin", f"--model_dir={tmp_path / 'run'}",
+                      f"--gin_bindings=pipelines.InputConfig.data_dir = '{out}'",
+                      "--gin_bindings=mltf.build_backbone.weights = None",
+                      "--gin_bindings=pipelines.InputConfig.image_size = 32",
+                      "--gin_bindings=pipelines.InputConfig.resize_size = 40",
+                      "--gin_bindings=pipelines.InputConfig.crop_sizes = (40, 32)",
+                      "--gin_bindings=pipelines.InputConfig.batch_size = 2",
+                      "--gin_bindings=mltf.train.epochs = 1",
+                      "--gin_bindings=mltf.train.steps_per_epoch = 1"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert report["label_names"] == data.label_names
+    assert "vgg16" in (tmp_path / "run" / "operative_config.gin").read_text()
