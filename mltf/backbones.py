@@ -258,9 +258,10 @@ def build_backbone(name: str, input_shape: Sequence[Optional[int]],
     """Builds a registered backbone: a functional ``keras.Model`` named
     ``name`` from the input to the features, without a top.
 
-    Gin: registered as ``mltf.build_backbone`` (bind e.g.
-    ``mltf.build_backbone.name = "vgg16"`` and reference
-    ``@mltf.build_backbone()``).
+    Gin: configurable as ``mltf.build_backbone``: bindings such as
+    ``mltf.build_backbone.name = "vgg16"`` apply to direct calls too (e.g.
+    ``build_backbone(input_shape=...)`` in ``mltf.train``), and configs can
+    reference ``@mltf.build_backbone()``.
 
     Args:
         name: a key of ``BACKBONES`` (``vgg16``, ``inception_v3``,

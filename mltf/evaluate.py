@@ -140,6 +140,10 @@ def evaluate(model_path: str, data_dir: str, split: str = "val",
         raise EvaluationError(
             f"the model takes {'images' if spec.is_image else 'feature vectors'} "
             f"but {data_dir} is a {info.kind} dataset")
+    if not spec.is_image and spec.feature_dim != info.feature_dim:
+        raise EvaluationError(
+            f"the model takes feature vectors of length {spec.feature_dim} but "
+            f"{data_dir} has feature_dim {info.feature_dim}")
     try:
         t, described = inference.resolve_thresholds(thresholds, spec)
     except ValueError as e:

@@ -40,6 +40,17 @@ def unscaled(loss):
     return loss * tf.cast(num_replicas(), loss.dtype)
 
 
+def resolve_xla(xla) -> bool:
+    """``"auto"``: XLA on GPUs, off on CPUs, where it measured slower for
+    conv nets (benchmarks/train_step.py: 0.59x for the small CNN on 2 cores,
+    2026-11-22); a bool is taken as it is."""
+    if xla == "auto":
+        return bool(tf.config.list_physical_devices("GPU"))
+    if not isinstance(xla, bool):
+        raise ValueError(f"xla must be True, False or 'auto', got {xla!r}")
+    return xla
+
+
 def replica_function(fn, xla: bool):
     """``fn`` as a ``tf.function``, XLA-compiled when ``xla``; call it in the
     replica context (inside ``train_step``)."""

@@ -6,7 +6,7 @@ reproduces the matching ``keras.applications.<family>.preprocess_input``
 on any backend:
 
 - ``"caffe"``: RGB to BGR, minus the ImageNet channel means (VGG-16, ResNet).
-- ``"tf"``: scale to [-1, 1] (Inception v3, MobileNet v2).
+- ``"tf"``: scale to [-1, 1] (Inception v3).
 - ``"torch"``: [0, 1], then ImageNet mean / std per channel.
 - ``"unit"``: [0, 1] (mltf's small CNNs).
 - ``"none"``: unchanged, for backbones that rescale inside the model
@@ -28,11 +28,10 @@ BACKBONE_MODES = {
     "resnet101": "caffe",
     "resnet152": "caffe",
     "inception_v3": "tf",
-    "mobilenet_v2": "tf",
     "mobilenet_v3_small": "none",
-    "mobilenet_v3_large": "none",
     "efficientnet_b0": "none",
     "small_cnn": "unit",
+    "mlp": "none",  # feature vectors: no image scaling
 }
 
 

@@ -41,6 +41,14 @@ NOTOP_FILES = {
 }
 
 
+@pytest.fixture(autouse=True)
+def no_gin_bindings():
+    """build_backbone is gin-configurable: no bindings leak into these tests."""
+    gin.clear_config()
+    yield
+    gin.clear_config()
+
+
 def random_inputs(shape, batch=2, seed=0):
     """Images in [0, 255] (or features) and multi-hot labels."""
     rng = np.random.default_rng(seed)
@@ -371,20 +379,17 @@ def test_save_and_load_model_slow(name, tmp_path):
 
 
 def test_gin_binds_the_factory():
-    gin.clear_config()
-    try:
-        gin.parse_config([
-            'mltf.build_backbone.name = "small_cnn"',
-            "mltf.build_backbone.input_shape = (32, 32, 3)",
-            "mltf.build_backbone.widths = (8, 16)",
-            "mltf.build_backbone.trainable = False",
-        ])
-        backbone = gin.get_configurable("mltf.build_backbone")()
-    finally:
-        gin.clear_config()
-    assert backbone.name == "small_cnn"
-    assert tuple(backbone.output.shape) == (None, 16)
-    assert not backbone.trainable
+    gin.parse_config([
+        'mltf.build_backbone.name = "small_cnn"',
+        "mltf.build_backbone.input_shape = (32, 32, 3)",
+        "mltf.build_backbone.widths = (8, 16)",
+        "mltf.build_backbone.trainable = False",
+    ])
+    for backbone in (gin.get_configurable("mltf.build_backbone")(),
+                     build_backbone(), build_backbone(input_shape=(16, 16, 3))):
+        assert backbone.name == "small_cnn"
+        assert tuple(backbone.output.shape) == (None, 16)
+        assert not backbone.trainable
 
 
 def test_register_backbone(monkeypatch):

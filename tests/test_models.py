@@ -147,3 +147,11 @@ def test_bad_arguments():
     model.compile(optimizer="sgd")
     with pytest.raises(ValueError, match="need 3 thresholds"):
         model.set_thresholds([0.5])
+
+
+def test_resolve_xla():
+    from mltf import steps
+    assert steps.resolve_xla(True) is True and steps.resolve_xla(False) is False
+    assert steps.resolve_xla("auto") == bool(tf.config.list_physical_devices("GPU"))
+    with pytest.raises(ValueError, match="xla must be"):
+        steps.resolve_xla("yes")

@@ -108,6 +108,7 @@ def test_two_replicas_keep_xla(demo_dir, tmp_path):
     proc = run_train(["--config=configs/demo.gin", f"--model_dir={tmp_path}",
                       *[f"--gin_bindings={b}" for b in tiny_bindings(
                           demo_dir, **{"mltf.train.strategy": "'cpu:2'",
+                                       "mltf.train.xla": True,
                                        "mltf.train.epochs": 1})]],
                      env_extra={"TF_CPP_MIN_LOG_LEVEL": "0"})
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -168,3 +169,17 @@ def test_coco_vgg16_config_runs_on_a_tiny_coco_tree(tmp_path):
     report = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert report["label_names"] == data.label_names
     assert "vgg16" in (tmp_path / "run" / "operative_config.gin").read_text()
+
+
+def test_finished_run_is_not_mixed_with_a_new_one(tmp_path):
+    from mltf.train import prepare_run_dir
+    assert prepare_run_dir(str(tmp_path), False) == "new"
+    (tmp_path / "metrics.json").write_text("{}")
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        prepare_run_dir(str(tmp_path), False)
+    assert prepare_run_dir(str(tmp_path), True) == "overwrite"
+    assert sorted(os.listdir(tmp_path)) == ["notes.txt"]  # only run files removed
+    (tmp_path / "backup").mkdir()
+    assert prepare_run_dir(str(tmp_path), False) == "resume"
