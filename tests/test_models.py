@@ -155,3 +155,21 @@ def test_resolve_xla():
     assert steps.resolve_xla("auto") == bool(tf.config.list_physical_devices("GPU"))
     with pytest.raises(ValueError, match="xla must be"):
         steps.resolve_xla("yes")
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_trains_with_float32_head(policy):
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        model = make_model(xla=False)
+        x, y = data()
+        model.fit(x, y, batch_size=8, epochs=2, verbose=0)
+        assert model.backbone.get_layer("conv").compute_dtype == policy.split("_")[1]
+        assert model.head.compute_dtype == "float32"
+        assert model.predict(x, verbose=0).dtype == np.float32
+        logs = model.evaluate(x, y, verbose=0, return_dict=True)
+        assert np.isfinite(logs["loss"])
+        if policy == "mixed_float16":  # dynamic loss scaling is in place
+            assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
