@@ -163,20 +163,11 @@ def parse_image_size(value) -> Optional[Tuple[int, int]]:
     """``None``/``""`` -> None; ``N`` or ``"N"`` -> (N, N); ``"HxW"`` -> (H, W)."""
     if value in (None, ""):
         return None
-    if isinstance(value, (int, np.integer)):
-        sizes = [int(value)] * 2
-    elif isinstance(value, (tuple, list)):
-        sizes = [int(v) for v in value]
-    else:
-        try:
-            sizes = [int(p) for p in str(value).lower().replace(",", "x").split("x")]
-        except ValueError:
-            raise ValueError(f"image size must be N or HxW, got {value!r}") from None
-        if len(sizes) == 1:
-            sizes = sizes * 2
-    if len(sizes) != 2 or min(sizes) <= 0:
-        raise ValueError(f"image size must be N or HxW, got {value!r}")
-    return (sizes[0], sizes[1])
+    from pipelines.augment import as_hw
+    try:
+        return as_hw(value)
+    except ValueError:
+        raise ValueError(f"image size must be N or HxW, got {value!r}") from None
 
 
 def inference_spec(model, image_size=None,

@@ -28,6 +28,7 @@ of shape [2], so a pipeline is reproducible whatever its parallelism.
 
 from typing import Optional, Sequence, Tuple, Union
 
+import numpy as np
 import tensorflow as tf
 
 CROP_SIZES = (256, 224, 192, 168, 128)
@@ -37,12 +38,23 @@ POSITIONS = ("top_left", "top_right", "bottom_left", "bottom_right", "center")
 Size = Union[int, Tuple[int, int], Sequence[int]]
 
 
-def as_hw(size: Size) -> Tuple[int, int]:
-    if isinstance(size, int):
-        return (size, size)
-    size = tuple(int(s) for s in size)
-    if len(size) != 2:
-        raise ValueError(f"a size is N or (height, width), got {size}")
+def as_hw(size) -> Tuple[int, int]:
+    """A size as (height, width): ``N``, ``(H, W)``, or a string ``"N"`` /
+    ``"HxW"`` (flags). Raises ValueError for anything else."""
+    if isinstance(size, str):
+        parts = size.lower().replace(",", "x").split("x")
+        try:
+            size = tuple(int(p) for p in parts)
+        except ValueError:
+            raise ValueError(f"a size is N or HxW, got {size!r}") from None
+        if len(size) == 1:
+            size = size * 2
+    elif isinstance(size, (int, np.integer)):
+        size = (int(size), int(size))
+    else:
+        size = tuple(int(s) for s in size)
+    if len(size) != 2 or min(size) <= 0:
+        raise ValueError(f"a size is N or (height, width) with positive sides, got {size}")
     return size
 
 

@@ -65,18 +65,8 @@ def parse_resize(value) -> Optional[Tuple[int, int]]:
     ``"320x240"`` -> (320, 240) as (height, width)."""
     if value in (None, "", 0, "0"):
         return None
-    if isinstance(value, int):
-        return (value, value)
-    parts = str(value).lower().split("x")
-    try:
-        sizes = [int(p) for p in parts]
-    except ValueError:
-        raise ValueError(f"resize must be N or HxW, got {value!r}") from None
-    if len(sizes) == 1:
-        sizes = sizes * 2
-    if len(sizes) != 2 or min(sizes) <= 0:
-        raise ValueError(f"resize must be N or HxW, got {value!r}")
-    return tuple(sizes)
+    from pipelines.augment import as_hw
+    return as_hw(value)
 
 
 class _ImageEncoder:
