@@ -1,0 +1,257 @@
+"""The conditional WGAN-gp critic (seed 000): gradient penalty, Gumbel-sigmoid,
+the critic on a toy problem, ablation switches, two devices equal one."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import keras
+
+from conftest import mirrored_strategy
+from mltf import models, wgan
+
+C = 4
+
+
+def backbone(name="bb"):
+    inputs = keras.Input((6,))
+    x = keras.layers.Dense(8, activation="tanh", name="dense")(inputs)
+    return keras.Model(inputs, x, name=name)
+
+
+def make_wgan(seed=0, n_critic=3, xla=False, **kwargs):
+    keras.utils.set_random_seed(seed)
+    generator = models.MultiLabelClassifier(backbone(), C)
+    generator.build((None, 6))
+    critic_kwargs = {k: kwargs.pop(k) for k in ("conditional",) if k in kwargs}
+    critic = wgan.LabelCritic(C, projection_dim=8, hidden_dim=16, depth=2, **critic_kwargs)
+    fext = wgan.frozen_copy(generator.backbone)
+    model = wgan.WGANGPClassifier(generator, critic, fext, n_critic=n_critic, **kwargs)
+    model.build((None, 6))
+    model.compile(critic_optimizer=keras.optimizers.Adam(1e-3),
+                  generator_optimizer=keras.optimizers.Adam(1e-3), xla=xla)
+    return model
+
+
+def toy_batch(n, seed=0):
+    """Images are noisy codes of their label sets, so pairs can match or not."""
+    rng = np.random.default_rng(seed)
+    y = (rng.random((n, C)) < 0.4).astype("float32")
+    x = np.concatenate([y * 2 - 1, rng.normal(size=(n, 2))], axis=1).astype("float32")
+    x[:, :C] += 0.1 * rng.normal(size=(n, C))
+    mismatched = np.roll(y, 1, axis=0)
+    return x, y, mismatched
+
+
+def test_gradient_penalty_of_a_linear_critic_is_hand_computable():
+    # depth 0, unconditional: D(y) = w_s . (W_p y + b_p) + b_s, so grad_y D =
+    # W_p^T w_s at every y*, and GP = (||W_p^T w_s|| - 1)^2 for any interpolation.
+    critic = wgan.LabelCritic(C, projection_dim=3, depth=0, conditional=False)
+    critic(tf.zeros((1, C)))
+    w_p = critic.label_projection.kernel.numpy()      # [C, 3]
+    w_s = critic.score.kernel.numpy()[:, 0]            # [3]
+    expected = (np.linalg.norm(w_p @ w_s) - 1.0) ** 2
+    model = wgan.WGANGPClassifier.__new__(wgan.WGANGPClassifier)
+    model.critic = critic  # gradient_penalty only needs the critic
+    rng = np.random.default_rng(0)
+    real = tf.constant((rng.random((5, C)) < 0.5).astype("float32"))
+    fake = tf.constant(rng.random((5, C)).astype("float32"))
+    eps = tf.constant(rng.random((5, 1)).astype("float32"))
+    gp = wgan.WGANGPClassifier.gradient_penalty(model, real, fake, None, eps)
+    assert float(gp) == pytest.approx(expected, rel=1e-5)
+
+
+def test_gradient_penalty_matches_finite_differences_on_a_deep_critic():
+    critic = wgan.LabelCritic(C, projection_dim=5, hidden_dim=7, depth=3, conditional=True)
+    rng = np.random.default_rng(1)
+    real = (rng.random((4, C)) < 0.5).astype("float64")
+    fake = rng.random((4, C))
+    eps = rng.random((4, 1))
+    z = rng.normal(size=(4, 3))
+    critic(tf.zeros((1, C)), tf.zeros((1, 3)))
+    model = wgan.WGANGPClassifier.__new__(wgan.WGANGPClassifier)
+    model.critic = critic
+    gp = float(wgan.WGANGPClassifier.gradient_penalty(
+        model, tf.constant(real, tf.float32), tf.constant(fake, tf.float32),
+        tf.constant(z, tf.float32), tf.constant(eps, tf.float32)))
+    y_star = eps * real + (1 - eps) * fake
+    h = 1e-3
+    norms = []
+    for i in range(4):
+        g = []
+        for j in range(C):
+            up, down = y_star[i:i + 1].copy(), y_star[i:i + 1].copy()
+            up[0, j] += h
+            down[0, j] -= h
+            f = lambda v: float(critic(tf.constant(v, tf.float32),
+                                       tf.constant(z[i:i + 1], tf.float32))[0])
+            g.append((f(up) - f(down)) / (2 * h))
+        norms.append(np.linalg.norm(g))
+    assert gp == pytest.approx(np.mean((np.array(norms) - 1) ** 2), rel=2e-2, abs=1e-4)
+
+
+def test_gumbel_sigmoid_samples_follow_the_probabilities():
+    logits = tf.constant([[-2.0, -0.5, 0.0, 1.0, 3.0]] * 20000)
+    p = tf.sigmoid(logits[0]).numpy()
+    soft = wgan.gumbel_sigmoid(logits, tf.constant([1, 2]), 0.9).numpy()
+    hard = wgan.gumbel_sigmoid(logits, tf.constant([1, 2]), 0.9, straight_through=True).numpy()
+    # The hard sample is Bernoulli(sigmoid(logit)) at any temperature.
+    np.testing.assert_allclose(hard.mean(0), p, atol=0.015)
+    assert set(np.unique(hard)) <= {0.0, 1.0}
+    # The relaxed sample's mean, against numerical integration over the
+    # logistic noise (an independent reference).
+    t = np.linspace(-30, 30, 200001)
+    density = np.exp(-t) / (1 + np.exp(-t)) ** 2
+    for k, logit in enumerate(logits[0].numpy()):
+        ref = np.trapezoid(density / (1 + np.exp(-0.9 * (logit + t))), t)
+        assert soft[:, k].mean() == pytest.approx(ref, abs=0.01)
+    # Straight-through: forward hard, gradient of the soft sample.
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(logits)
+        s = wgan.gumbel_sigmoid(logits, tf.constant([1, 2]), 0.9)
+        st = wgan.gumbel_sigmoid(logits, tf.constant([1, 2]), 0.9, straight_through=True)
+    np.testing.assert_allclose(tape.gradient(st, logits), tape.gradient(s, logits), atol=1e-6)
+
+
+def test_critic_learns_to_score_matched_pairs_above_mismatched():
+    model = make_wgan(n_critic=3)
+    slots = model.slots
+    b = 16
+    for step in range(120):
+        x, y, m = toy_batch(slots * b, seed=step)
+        model.train_on_batch({"images": x, "mismatched_labels": m}, y)
+    x, y, m = toy_batch(256, seed=999)
+    z = model.feature_extractor(x)
+    d_real = model.critic(tf.constant(y), z).numpy()
+    d_mis = model.critic(tf.constant(m), z).numpy()
+    differs = np.any(y != m, axis=1)
+    # The gradient penalty keeps D about 1-Lipschitz in y, so gaps are O(1).
+    assert d_real[differs].mean() > d_mis[differs].mean() + 0.2
+    assert (d_real > d_mis)[differs].mean() > 0.75
+
+
+def _critic_loss(model, seed=(3, 4)):
+    b = 8
+    x, y, m = toy_batch(3 * b, seed=5)
+    args = (x[:b], y[:b], x[b:2 * b], y[b:2 * b], x[2 * b:], m[2 * b:])
+    grads, stats = model._critic_step(*[tf.constant(a) for a in args],
+                                      tf.constant(seed, tf.int64), tf.constant(0.9))
+    return args, stats
+
+
+@pytest.mark.parametrize("negative_sampling", [True, False])
+def test_critic_loss_terms_and_ablation_c(negative_sampling):
+    model = make_wgan(negative_sampling=negative_sampling)
+    (xr, yr, xg, yg, xm, ym), stats = _critic_loss(model)
+    d_real = float(stats["d_real"])
+    d_gen = float(stats["d_generated"])
+    d_mis = float(stats["d_mismatched"])
+    gp = float(stats["gradient_penalty"])
+    z = model.feature_extractor
+    assert d_real == pytest.approx(float(tf.reduce_mean(model.critic(yr, z(xr)))), rel=1e-5)
+    if negative_sampling:
+        assert d_mis == pytest.approx(float(tf.reduce_mean(model.critic(ym, z(xm)))), rel=1e-5)
+        expected = -d_real + 0.5 * d_gen + 0.5 * d_mis + 10 * gp
+        assert model.slots == 10
+    else:
+        assert d_mis == 0.0
+        expected = -d_real + d_gen + 10 * gp
+        assert model.slots == 7
+    assert float(stats["critic_loss"]) == pytest.approx(expected, rel=1e-5, abs=1e-6)
+
+
+def test_ablation_d_unconditional_critic_ignores_the_image():
+    critic = wgan.LabelCritic(C, projection_dim=4, hidden_dim=8, depth=2, conditional=False)
+    y = tf.constant(toy_batch(5)[1])
+    out = critic(y)
+    assert critic.feature_projection is None
+    np.testing.assert_allclose(critic(y, tf.random.normal((5, 3))), out)
+    model = make_wgan(conditional=False)
+    assert model._features(tf.zeros((2, 6))) is None  # fext is not even run
+    cond = wgan.LabelCritic(C, conditional=True)
+    with pytest.raises(ValueError, match="needs image features"):
+        cond(y)
+
+
+def test_ablation_e_without_gumbel_feeds_probabilities():
+    logits = tf.constant([[0.3, -1.0, 2.0, 0.0]])
+    plain = make_wgan(gumbel=False)
+    np.testing.assert_allclose(plain._sample(logits, tf.constant([0, 1]), 0.9),
+                               tf.sigmoid(logits), rtol=1e-6)
+    noisy = make_wgan(gumbel=True)
+    assert not np.allclose(noisy._sample(logits, tf.constant([0, 1]), 0.9), tf.sigmoid(logits))
+
+
+def test_generator_loss_is_adversarial_plus_alpha_bce():
+    model = make_wgan(alpha=10.0, gumbel=False)
+    x, y, _ = toy_batch(8)
+    grads, _, stats = model._generator_grads(
+        [v.value for v in model.generator.trainable_variables],
+        [v.value for v in model.generator.non_trainable_variables],
+        tf.constant(x), tf.constant(y), tf.constant([0, 0], tf.int64), tf.constant(0.9))
+    probs = model.generator(x).numpy()
+    d = model.critic(tf.constant(probs), model.feature_extractor(x)).numpy()
+    bce = -np.mean(y * np.log(probs) + (1 - y) * np.log(1 - probs))
+    assert float(stats["adversarial_loss"]) == pytest.approx(-d.mean(), rel=1e-4)
+    assert float(stats["bce"]) == pytest.approx(bce, rel=1e-4)
+    assert float(stats["generator_loss"]) == pytest.approx(-d.mean() + 10 * bce, rel=1e-4)
+
+
+def test_train_step_updates_both_nets_and_tracks_everything():
+    model = make_wgan()
+    x, y, m = toy_batch(model.slots * 4)
+    critic_before = [w.copy() for w in model.critic.get_weights()]
+    gen_before = [w.copy() for w in model.generator.get_weights()]
+    fext_before = [w.copy() for w in model.feature_extractor.get_weights()]
+    logs = model.train_on_batch({"images": x, "mismatched_labels": m}, y, return_dict=True)
+    assert {"critic_loss", "d_real", "d_generated", "d_mismatched", "wasserstein",
+            "gradient_penalty", "generator_loss", "adversarial_loss", "bce",
+            "labels_per_image"} == set(logs)
+    assert logs["wasserstein"] == pytest.approx(logs["d_real"] - logs["d_generated"], abs=1e-5)
+    assert any(not np.allclose(a, b) for a, b in zip(critic_before, model.critic.get_weights()))
+    assert any(not np.allclose(a, b) for a, b in zip(gen_before, model.generator.get_weights()))
+    for a, b in zip(fext_before, model.feature_extractor.get_weights()):
+        np.testing.assert_array_equal(a, b)  # fext stays fixed
+    assert int(model.critic_optimizer.iterations) == 3
+    assert int(model.generator_optimizer.iterations) == 1
+    with pytest.raises(Exception, match="chunks of equal size"):
+        model.train_on_batch({"images": x[:-1], "mismatched_labels": m[:-1]}, y[:-1])
+
+
+def _replica_order(array, slots, replicas):
+    """Reorders a global batch so one device's chunk k holds what replica r's
+    chunk k holds, for r in order (how a MirroredStrategy splits it)."""
+    per_replica = np.split(array, replicas)
+    chunks = [np.split(p, slots) for p in per_replica]
+    return np.concatenate([chunks[r][k] for k in range(slots) for r in range(replicas)])
+
+
+@pytest.mark.parametrize("xla", [False, True])
+def test_two_logical_devices_equal_one(xla):
+    slots, b = 10, 4
+    x, y, m = toy_batch(slots * b, seed=7)
+    weights = []
+    for n in (1, 2):
+        with mirrored_strategy(n).scope():
+            model = make_wgan(seed=1, xla=xla)
+        if n == 1:
+            data = tuple(_replica_order(a, slots, 2) for a in (x, y, m))
+        else:
+            data = (x, y, m)
+        ds = tf.data.Dataset.from_tensors(({"images": data[0], "mismatched_labels": data[2]},
+                                           data[1]))
+        model.fit(ds, epochs=2, verbose=0)
+        weights.append(model.get_weights())
+    for w1, w2 in zip(*weights):
+        np.testing.assert_allclose(w1, w2, rtol=2e-4, atol=2e-5)
+
+
+def test_save_and_load_round_trip(tmp_path):
+    model = make_wgan()
+    x, y, m = toy_batch(model.slots * 2)
+    model.train_on_batch({"images": x, "mismatched_labels": m}, y)
+    model.save(tmp_path / "w.keras")
+    loaded = keras.models.load_model(tmp_path / "w.keras", compile=False)
+    assert isinstance(loaded, wgan.WGANGPClassifier)
+    assert loaded.n_critic == 3 and loaded.alpha == 10 and loaded.critic.depth == 2
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0),
+                               atol=1e-6)
