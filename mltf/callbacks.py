@@ -132,11 +132,17 @@ def write_json(path: str, data) -> None:
 
 
 class LearningRateLogger(keras.callbacks.Callback):
-    """Adds the optimizer's current ``learning_rate`` to each epoch's logs,
+    """Adds the optimizers' current learning rates to each epoch's logs
+    (``learning_rate``; ``learning_rate_critic`` / ``_generator`` for WGAN-gp),
     so the CSV log has it too (Keras's TensorBoard callback logs it only to
     TensorBoard)."""
 
     def on_epoch_end(self, epoch, logs=None):
-        if logs is not None and "learning_rate" not in logs:
-            logs["learning_rate"] = float(keras.ops.convert_to_numpy(
-                self.model.optimizer.learning_rate))
+        if logs is None:
+            return
+        optimizers = {"learning_rate": getattr(self.model, "optimizer", None)}
+        for name in ("critic", "generator"):  # a WGAN-gp model's two optimizers
+            optimizers[f"learning_rate_{name}"] = getattr(self.model, f"{name}_optimizer", None)
+        for key, optimizer in optimizers.items():
+            if optimizer is not None and key not in logs:
+                logs[key] = float(keras.ops.convert_to_numpy(optimizer.learning_rate))

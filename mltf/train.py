@@ -106,7 +106,12 @@ def train(model_dir: str,
           callbacks: Sequence = (),
           tune_thresholds: bool = True,
           seed: int = 0,
-          verbose="auto"):
+          verbose="auto",
+          method: str = "bce",
+          initial_model: Optional[str] = None,
+          pretrain_epochs: int = 0,
+          critic_optimizer=None,
+          generator_optimizer=None):
     """Trains the BCE classifier; returns the final evaluation metrics.
 
     Args:
@@ -137,6 +142,18 @@ def train(model_dir: str,
         (maximising each class's F1) and save them with ``model.keras``.
       seed: seed of Keras's initialisers and dropout.
       verbose: Keras's progress output (``"auto"``: a bar on a terminal).
+      method: ``"bce"`` (the baseline) or ``"wgan_gp"`` (seed 000: the
+        classifier trained against a conditional WGAN-gp critic; critic and
+        loss settings in ``mltf.build_critic`` / ``mltf.build_wgan``).
+      initial_model: a ``.keras`` classifier to start from (seed 000 starts
+        from a BCE-trained generator); its backbone replaces
+        ``mltf.build_backbone``.
+      pretrain_epochs: with ``wgan_gp`` and no ``initial_model``: BCE epochs
+        first (log ``pretrain_log.csv``, model ``pretrained.keras``, reused
+        when the run is resumed).
+      critic_optimizer, generator_optimizer: ``wgan_gp``'s two optimizers
+        (gin scopes: ``@critic/keras.optimizers.Adam()``); default Adam 1e-4
+        for both, as in seed 000.
     """
     import keras
     import numpy as np
@@ -163,12 +180,27 @@ def train(model_dir: str,
     else:
         side = pipelines.augment.as_hw(train_cfg.image_size)
         input_shape = (side[0], side[1], 3)
+    if method not in ("bce", "wgan_gp"):
+        raise ValueError(f"mltf.train.method must be 'bce' or 'wgan_gp', got {method!r}")
+    pretrained_path = os.path.join(model_dir, "pretrained.keras")
+    if method == "wgan_gp" and initial_model is None and os.path.exists(pretrained_path):
+        initial_model = pretrained_path  # a resumed run: the BCE phase is done
+        pretrain_epochs = 0
     with strategy_obj.scope():
-        backbone = backbones.build_backbone(input_shape=input_shape)
-        model = models.MultiLabelClassifier(
-            backbone, info.num_labels, label_names=info.label_names,
-            dropout=dropout, label_smoothing=label_smoothing, name="classifier")
-        model.build((None,) + tuple(input_shape))
+        if initial_model:
+            if not os.path.isfile(initial_model):
+                raise FileNotFoundError(f"initial_model not found: {initial_model}")
+            model = keras.models.load_model(initial_model, compile=False)
+            if getattr(model, "num_labels", None) != info.num_labels:
+                raise ValueError(f"{initial_model} predicts {getattr(model, 'num_labels', '?')} "
+                                 f"labels, the dataset has {info.num_labels}")
+            backbone = model.backbone
+        else:
+            backbone = backbones.build_backbone(input_shape=input_shape)
+            model = models.MultiLabelClassifier(
+                backbone, info.num_labels, label_names=info.label_names,
+                dropout=dropout, label_smoothing=label_smoothing, name="classifier")
+            model.build((None,) + tuple(input_shape))
         if optimizer is None:
             optimizer = keras.optimizers.Adam(learning_rate or 1e-3)
         model.compile(optimizer=optimizer, xla=steps_lib.resolve_xla(xla))
@@ -181,13 +213,43 @@ def train(model_dir: str,
 
     train_cfg, eval_cfg = resolve(train_cfg), resolve(eval_cfg)
     eval_cfg.training = False
-    if strategy_obj.num_replicas_in_sync > 1:
-        train_ds = pipelines.distributed_dataset(strategy_obj, train_cfg)
-    else:
-        train_ds = pipelines.make_dataset(train_cfg, info=info)
     eval_ds = pipelines.make_dataset(eval_cfg, info=info)
-    steps = steps_per_epoch or max(1, info.split(train_cfg.split).num_examples
-                                   // train_cfg.batch_size)
+    num_train = info.split(train_cfg.split).num_examples
+    if verbose == "auto":  # a bar on a terminal, one line per epoch in a log
+        verbose = 1 if sys.stdout.isatty() else 2
+
+    def train_dataset(cfg):
+        if strategy_obj.num_replicas_in_sync > 1:
+            return pipelines.distributed_dataset(strategy_obj, cfg)
+        return pipelines.make_dataset(cfg, info=info)
+
+    if method == "wgan_gp" and pretrain_epochs > 0:
+        pre = mltf_callbacks.FullSetEvaluation(eval_ds, every=eval_every)
+        model.fit(train_dataset(train_cfg), epochs=pretrain_epochs,
+                  steps_per_epoch=steps_per_epoch or max(1, num_train // train_cfg.batch_size),
+                  callbacks=[pre, mltf_callbacks.TerminateOnNaNWithMessage(),
+                             keras.callbacks.CSVLogger(
+                                 os.path.join(model_dir, "pretrain_log.csv"))],
+                  verbose=verbose)
+        model.save(pretrained_path)
+
+    fit_model = model
+    if method == "wgan_gp":
+        from mltf import wgan
+        with strategy_obj.scope():
+            fext = wgan.frozen_copy(model.backbone)
+            critic = wgan.build_critic(info.num_labels)
+            fit_model = wgan.build_wgan(model, critic, fext)
+            fit_model.build((None,) + tuple(input_shape))
+            fit_model.compile(
+                critic_optimizer=critic_optimizer or keras.optimizers.Adam(1e-4),
+                generator_optimizer=generator_optimizer or keras.optimizers.Adam(1e-4),
+                xla=steps_lib.resolve_xla(xla))
+        # One step draws `slots` fresh batches (see mltf.wgan).
+        train_cfg.with_mismatched = fit_model.negative_sampling
+        train_cfg.batch_size *= fit_model.slots
+    train_ds = train_dataset(train_cfg)
+    steps = steps_per_epoch or max(1, num_train // train_cfg.batch_size)
 
     log_dir = os.path.join(model_dir, "tensorboard")
     ckpt_dir = os.path.join(model_dir, "checkpoints")
@@ -209,9 +271,7 @@ def train(model_dir: str,
            keras.callbacks.TensorBoard(log_dir=log_dir),
            mltf_callbacks.OperativeConfigWriter(model_dir, log_dir)]
     start = time.time()
-    if verbose == "auto":  # a bar on a terminal, one line per epoch in a log
-        verbose = 1 if sys.stdout.isatty() else 2
-    history = model.fit(train_ds, epochs=epochs, steps_per_epoch=steps, callbacks=cbs,
+    history = fit_model.fit(train_ds, epochs=epochs, steps_per_epoch=steps, callbacks=cbs,
                         verbose=verbose)
     train_seconds = time.time() - start
     if any(getattr(c, "stopped_at", None) is not None for c in cbs):
@@ -228,7 +288,8 @@ def train(model_dir: str,
               "metrics": results, "thresholds": [float(t) for t in thresholds],
               "label_names": info.label_names, "epochs": len(history.epoch),
               "train_seconds": round(train_seconds, 1),
-              "replicas": strategy_obj.num_replicas_in_sync}
+              "replicas": strategy_obj.num_replicas_in_sync, "method": method,
+              "steps_per_epoch": steps, "global_batch": train_cfg.batch_size}
     mltf_callbacks.write_json(os.path.join(model_dir, "metrics.json"), report)
     print(f"\n{metrics.format_table(results)}\n"
           f"(split {eval_cfg.split!r} of {eval_cfg.data_dir}; threshold 0.5; "
@@ -247,7 +308,7 @@ def main(argv):
             print(f"mltf.train: error: config file not found: {path}", file=sys.stderr)
             return 2
     import pipelines  # noqa: F401  (registers pipelines.InputConfig)
-    from mltf import backbones  # noqa: F401  (registers mltf.build_backbone)
+    from mltf import backbones, wgan  # noqa: F401  (register mltf.build_backbone, build_wgan)
     try:
         gin.parse_config_files_and_bindings(FLAGS.config, FLAGS.gin_bindings)
     except (ValueError, KeyError, TypeError, SyntaxError) as e:

@@ -49,6 +49,7 @@ are stateless functions of that state, so a step is reproducible.
 
 from typing import Optional
 
+import gin
 import keras
 import numpy as np
 import tensorflow as tf
@@ -431,3 +432,30 @@ class WGANGPClassifier(keras.Model):
             if config.get(key) is not None:
                 config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)
+
+
+@gin.configurable(module="mltf")
+def build_critic(num_labels: int, projection_dim: int = 256, hidden_dim: int = 512,
+                 depth: int = 8, negative_slope: float = 0.2,
+                 conditional: bool = True) -> LabelCritic:
+    """The critic from gin (``mltf.build_critic.*``); see ``LabelCritic``."""
+    return LabelCritic(num_labels, projection_dim=projection_dim, hidden_dim=hidden_dim,
+                       depth=depth, negative_slope=negative_slope,
+                       conditional=conditional, name="critic")
+
+
+@gin.configurable(module="mltf", denylist=["generator", "critic", "feature_extractor"])
+def build_wgan(generator, critic, feature_extractor, n_critic: int = 3, alpha: float = 10.0,
+               gp_weight: float = 10.0, inverse_temperature: float = 0.9,
+               anneal_to: Optional[float] = None, anneal_steps: int = 0,
+               straight_through: bool = False, gumbel: bool = True,
+               negative_sampling: bool = True, seed: int = 0) -> "WGANGPClassifier":
+    """The WGAN-gp model from gin (``mltf.build_wgan.*``); see
+    ``WGANGPClassifier`` for the arguments (seed 000's values are the
+    defaults)."""
+    return WGANGPClassifier(
+        generator, critic, feature_extractor if critic.conditional else None,
+        n_critic=n_critic, alpha=alpha, gp_weight=gp_weight,
+        inverse_temperature=inverse_temperature, anneal_to=anneal_to,
+        anneal_steps=anneal_steps, straight_through=straight_through, gumbel=gumbel,
+        negative_sampling=negative_sampling, seed=seed, name="wgan_gp")
