@@ -33,8 +33,11 @@ chunks without any transpose of the images.
 Cost: fext(x) runs once per drawn chunk and serves every term that needs
 it (D on the generated pairs and the gradient penalty share fext(x2));
 G runs forward only (inference mode, no BatchNorm update) on the generated
-chunks of the critic updates, since G is not being updated there; the
-unconditional ablation skips fext altogether.
+chunks of the critic updates, once per chunk, since G is not being updated
+there; the unconditional ablation skips fext altogether. Fresh batches make
+fext run on 10 chunks per step; ``batches="shared"`` (one chunk for
+everything, fresh noise per critic update) is the cheap variant, measured
+side by side in benchmarks/wgan_step.py.
 
 Ablations of seed 000 Table 3, each changing exactly its term:
 - ``negative_sampling=False`` (c): the mismatched term is dropped and the
@@ -183,6 +186,11 @@ class WGANGPClassifier(keras.Model):
       gumbel: False feeds the continuous probabilities (ablation e).
       negative_sampling: False drops the mismatched term (ablation c).
       seed: seed of the Gumbel noise and interpolation weights.
+      batches: ``"fresh"`` (seed 000: three fresh batches per critic update
+        and one for the generator) or ``"shared"`` (one batch per generator
+        update serves all critic updates, with fresh Gumbel noise and
+        interpolation weights each time, and the generator update: about 3x
+        cheaper, not the paper's recipe).
       **kwargs: ``keras.Model`` arguments.
     """
 
@@ -192,8 +200,11 @@ class WGANGPClassifier(keras.Model):
                  inverse_temperature: float = 0.9, anneal_to: Optional[float] = None,
                  anneal_steps: int = 0, straight_through: bool = False,
                  gumbel: bool = True, negative_sampling: bool = True, seed: int = 0,
-                 **kwargs):
+                 batches: str = "fresh", **kwargs):
         super().__init__(**kwargs)
+        if batches not in ("fresh", "shared"):
+            raise ValueError(f"batches must be 'fresh' or 'shared', got {batches!r}")
+        self.batches = batches
         if critic.conditional and feature_extractor is None:
             raise ValueError("a conditional critic needs feature_extractor (fext)")
         if n_critic < 1:
@@ -219,12 +230,15 @@ class WGANGPClassifier(keras.Model):
                  "labels_per_image"]
         self.trackers = {n: keras.metrics.Mean(name=n) for n in names}
         self.xla = False
-        self._critic_fn = None
-        self._generator_fn = None
+        self._critic_fn = self._generator_fn = None
+        self._features_fn = self._logits_fn = None
 
     @property
     def slots(self) -> int:
-        """Chunks of the per-step batch: 3 (or 2) per critic update + 1."""
+        """Chunks of the per-step batch: 3 (or 2) per critic update + 1, or 1
+        with ``batches="shared"``."""
+        if self.batches == "shared":
+            return 1
         return (3 if self.negative_sampling else 2) * self.n_critic + 1
 
     def build(self, input_shape):
@@ -264,6 +278,7 @@ class WGANGPClassifier(keras.Model):
         self.generator_optimizer.build(self.generator.trainable_variables)
         self.xla = bool(xla)
         self._critic_fn = self._generator_fn = None
+        self._features_fn = self._logits_fn = None
 
     @property
     def metrics(self):
@@ -299,13 +314,13 @@ class WGANGPClassifier(keras.Model):
         norms = tf.sqrt(tf.reduce_sum(tf.square(grads), axis=-1) + 1e-12)
         return steps.per_replica_mean(tf.square(norms - 1.0))
 
-    def _critic_step(self, x_real, y_real, x_gen, y_gen, x_mis, y_mis, seed, temperature):
+    def _critic_step(self, y_real, z_real, logits_gen, y_gen, z_gen, y_mis, z_mis, seed,
+                     temperature):
+        """One critic update's gradients from precomputed pieces: features z of
+        the matched, generated and mismatched chunks, and G's logits on the
+        generated chunk (G is fixed during critic updates)."""
         seeds = tf.random.experimental.stateless_split(seed, 2)
-        logits = self.generator(x_gen, training=False, return_logits=True)
-        fake = tf.stop_gradient(self._sample(logits, seeds[0], temperature))
-        z_real = self._features(x_real)
-        z_gen = self._features(x_gen)
-        z_mis = self._features(x_mis) if self.negative_sampling else None
+        fake = tf.stop_gradient(self._sample(logits_gen, seeds[0], temperature))
         b = tf.shape(y_gen)[0]
         epsilon = replica_uniform(tf.stack([b, 1]), seeds[1], fake.dtype)
         with tf.GradientTape() as tape:
@@ -328,8 +343,10 @@ class WGANGPClassifier(keras.Model):
                  "gradient_penalty": steps.unscaled(gp)}
         return grads, stats
 
-    def _generator_grads(self, trainable, non_trainable, x, y, seed, temperature):
-        z = self._features(x)
+    def _generator_logits(self, x):
+        return self.generator(x, training=False, return_logits=True)
+
+    def _generator_grads(self, trainable, non_trainable, x, y, z, seed, temperature):
         with tf.GradientTape() as tape:
             tape.watch(trainable)
             logits, new_non_trainable = self.generator.stateless_call(
@@ -349,6 +366,14 @@ class WGANGPClassifier(keras.Model):
 
     # --- the step -------------------------------------------------------------
 
+    def _roles(self, k):
+        """Chunk indices (matched, generated, mismatched) of critic update k."""
+        if self.batches == "shared":
+            return 0, 0, 0
+        if self.negative_sampling:
+            return 3 * k, 3 * k + 1, 3 * k + 2
+        return 2 * k, 2 * k + 1, None
+
     def train_step(self, data):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         if not isinstance(x, dict) or ("mismatched_labels" not in x and self.negative_sampling):
@@ -367,18 +392,33 @@ class WGANGPClassifier(keras.Model):
         if self._critic_fn is None:
             self._critic_fn = steps.replica_function(self._critic_step, self.xla)
             self._generator_fn = steps.replica_function(self._generator_grads, self.xla)
+            self._features_fn = steps.replica_function(self._features, self.xla)
+            self._logits_fn = steps.replica_function(self._generator_logits, self.xla)
+        # fext and G's (fixed) logits once per drawn chunk, reused by every
+        # term and every critic update that needs them.
+        features, logits = {}, {}
+
+        def z(i):
+            if i not in features:
+                features[i] = (self._features_fn(chunk(images, i))
+                               if self.critic.conditional else None)
+            return features[i]
+
+        def g_logits(i):
+            if i not in logits:
+                logits[i] = self._logits_fn(chunk(images, i))
+            return logits[i]
+
         state = self.seed_generator.state.value
         temperature = self._temperature()
-        per_update = 3 if self.negative_sampling else 2
         critic_stats = []
         for k in range(self.n_critic):
-            base = k * per_update
-            mis_slot = base + 2 if self.negative_sampling else base + 1
+            real, gen, mis = self._roles(k)
             seed = tf.stack([state[0], state[1] * 64 + k])
             grads, stats = self._critic_fn(
-                chunk(images, base), chunk(y, base),
-                chunk(images, base + 1), chunk(y, base + 1),
-                chunk(images, mis_slot), chunk(mismatched, mis_slot), seed, temperature)
+                chunk(y, real), z(real), g_logits(gen), chunk(y, gen), z(gen),
+                chunk(mismatched, mis) if mis is not None else None,
+                z(mis) if mis is not None else None, seed, temperature)
             self.critic_optimizer.apply(grads, self.critic.trainable_variables)
             critic_stats.append(stats)
         last = self.slots - 1
@@ -386,7 +426,7 @@ class WGANGPClassifier(keras.Model):
         grads, new_non_trainable, gen_stats = self._generator_fn(
             steps.variable_values(self.generator.trainable_variables),
             steps.variable_values(self.generator.non_trainable_variables),
-            chunk(images, last), chunk(y, last), seed, temperature)
+            chunk(images, last), chunk(y, last), z(last), seed, temperature)
         steps.assign_synced(self.generator.non_trainable_variables, new_non_trainable)
         self.generator_optimizer.apply(grads, self.generator.trainable_variables)
         self.seed_generator.state.assign(state + tf.constant([0, 1], state.dtype))
@@ -422,7 +462,7 @@ class WGANGPClassifier(keras.Model):
             "inverse_temperature": self.inverse_temperature, "anneal_to": self.anneal_to,
             "anneal_steps": self.anneal_steps, "straight_through": self.straight_through,
             "gumbel": self.gumbel, "negative_sampling": self.negative_sampling,
-            "seed": self.seed})
+            "seed": self.seed, "batches": self.batches})
         return config
 
     @classmethod
@@ -449,7 +489,8 @@ def build_wgan(generator, critic, feature_extractor, n_critic: int = 3, alpha: f
                gp_weight: float = 10.0, inverse_temperature: float = 0.9,
                anneal_to: Optional[float] = None, anneal_steps: int = 0,
                straight_through: bool = False, gumbel: bool = True,
-               negative_sampling: bool = True, seed: int = 0) -> "WGANGPClassifier":
+               negative_sampling: bool = True, seed: int = 0,
+               batches: str = "fresh") -> "WGANGPClassifier":
     """The WGAN-gp model from gin (``mltf.build_wgan.*``); see
     ``WGANGPClassifier`` for the arguments (seed 000's values are the
     defaults)."""
@@ -458,4 +499,4 @@ def build_wgan(generator, critic, feature_extractor, n_critic: int = 3, alpha: f
         n_critic=n_critic, alpha=alpha, gp_weight=gp_weight,
         inverse_temperature=inverse_temperature, anneal_to=anneal_to,
         anneal_steps=anneal_steps, straight_through=straight_through, gumbel=gumbel,
-        negative_sampling=negative_sampling, seed=seed, name="wgan_gp")
+        negative_sampling=negative_sampling, seed=seed, batches=batches, name="wgan_gp")

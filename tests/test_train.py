@@ -169,6 +169,21 @@ def test_coco_vgg16_config_runs_on_a_tiny_coco_tree(tmp_path):
     report = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert report["label_names"] == data.label_names
     assert "vgg16" in (tmp_path / "run" / "operative_config.gin").read_text()
+    # Table 1's WGAN-gp config, from that BCE generator.
+    proc = run_train(["--config=configs/coco_vgg16_wgangp.gin",
+                      f"--model_dir={tmp_path / 'gan'}",
+                      f"--gin_bindings=pipelines.InputConfig.data_dir = '{out}'",
+                      f"--gin_bindings=mltf.train.initial_model = '{tmp_path / 'run' / 'model.keras'}'",
+                      "--gin_bindings=pipelines.InputConfig.image_size = 32",
+                      "--gin_bindings=pipelines.InputConfig.resize_size = 40",
+                      "--gin_bindings=pipelines.InputConfig.crop_sizes = (40, 32)",
+                      "--gin_bindings=pipelines.InputConfig.batch_size = 1",
+                      "--gin_bindings=mltf.build_critic.depth = 2",
+                      "--gin_bindings=mltf.train.epochs = 1",
+                      "--gin_bindings=mltf.train.steps_per_epoch = 1"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((tmp_path / "gan" / "metrics.json").read_text())
+    assert report["method"] == "wgan_gp" and report["global_batch"] == 10
 
 
 def test_finished_run_is_not_mixed_with_a_new_one(tmp_path):

@@ -132,10 +132,13 @@ def test_critic_learns_to_score_matched_pairs_above_mismatched():
 def _critic_loss(model, seed=(3, 4)):
     b = 8
     x, y, m = toy_batch(3 * b, seed=5)
-    args = (x[:b], y[:b], x[b:2 * b], y[b:2 * b], x[2 * b:], m[2 * b:])
-    grads, stats = model._critic_step(*[tf.constant(a) for a in args],
-                                      tf.constant(seed, tf.int64), tf.constant(0.9))
-    return args, stats
+    xr, yr, xg, yg, xm, ym = (tf.constant(a) for a in
+                              (x[:b], y[:b], x[b:2 * b], y[b:2 * b], x[2 * b:], m[2 * b:]))
+    z = model.feature_extractor
+    grads, stats = model._critic_step(
+        yr, z(xr), model._generator_logits(xg), yg, z(xg), ym, z(xm),
+        tf.constant(seed, tf.int64), tf.constant(0.9))
+    return (xr, yr, xg, yg, xm, ym), stats
 
 
 @pytest.mark.parametrize("negative_sampling", [True, False])
@@ -187,7 +190,8 @@ def test_generator_loss_is_adversarial_plus_alpha_bce():
     grads, _, stats = model._generator_grads(
         [v.value for v in model.generator.trainable_variables],
         [v.value for v in model.generator.non_trainable_variables],
-        tf.constant(x), tf.constant(y), tf.constant([0, 0], tf.int64), tf.constant(0.9))
+        tf.constant(x), tf.constant(y), model.feature_extractor(x),
+        tf.constant([0, 0], tf.int64), tf.constant(0.9))
     probs = model.generator(x).numpy()
     d = model.critic(tf.constant(probs), model.feature_extractor(x)).numpy()
     bce = -np.mean(y * np.log(probs) + (1 - y) * np.log(1 - probs))
@@ -255,3 +259,35 @@ def test_save_and_load_round_trip(tmp_path):
     assert loaded.n_critic == 3 and loaded.alpha == 10 and loaded.critic.depth == 2
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0),
                                atol=1e-6)
+
+
+def test_shared_batches_use_one_chunk_for_every_term():
+    model = make_wgan(batches="shared")
+    assert model.slots == 1
+    x, y, m = toy_batch(6)
+    logs = model.train_on_batch({"images": x, "mismatched_labels": m}, y, return_dict=True)
+    assert int(model.critic_optimizer.iterations) == 3 and np.isfinite(logs["critic_loss"])
+    with pytest.raises(ValueError, match="'fresh' or 'shared'"):
+        make_wgan(batches="some")
+
+
+def test_features_and_logits_are_computed_once_per_chunk():
+    model = make_wgan(n_critic=3)
+    x, y, m = toy_batch(model.slots * 2)
+    model.train_on_batch({"images": x, "mismatched_labels": m}, y)  # creates the fns
+    calls = {"fext": 0, "logits": 0}
+    fext_fn, logits_fn = model._features_fn, model._logits_fn
+
+    def count_fext(*args):
+        calls["fext"] += 1
+        return fext_fn(*args)
+
+    def count_logits(*args):
+        calls["logits"] += 1
+        return logits_fn(*args)
+
+    model._features_fn, model._logits_fn = count_fext, count_logits
+    model.make_train_function(force=True)  # retrace: count the call sites of one step
+    model.train_on_batch({"images": x, "mismatched_labels": m}, y)
+    # 10 chunks -> 10 fext calls; 3 generated chunks -> 3 G forward passes.
+    assert calls == {"fext": 10, "logits": 3}
