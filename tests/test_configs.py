@@ -38,6 +38,8 @@ def test_config_parses_and_builds_input_configs(path, monkeypatch):
         train, evaluation = pipelines.input_configs()
     finally:
         gin.clear_config()
+    if "on its own" in open(path).read().split("\n\n")[0]:
+        return  # a fragment other configs include: parsing is the check
     assert train.training and not evaluation.training
     assert train.split != evaluation.split
     assert max(train.crop_sizes) <= min(pipelines.augment.as_hw(train.resize_size))
