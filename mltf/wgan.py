@@ -46,8 +46,10 @@ Ablations of seed 000 Table 3, each changing exactly its term:
 - ``gumbel=False`` (e): the continuous G(x) probabilities go to the critic.
 
 Randomness (Gumbel noise, interpolation weights) comes from a
-``keras.random.SeedGenerator`` whose state advances by one per step; draws
-are stateless functions of that state, so a step is reproducible.
+``keras.random.SeedGenerator``'s seed combined with the generator's update
+count: draws are stateless functions of the two, so a step is reproducible
+and a resumed run (BackupAndRestore restores the optimizers) continues the
+same sequence.
 """
 
 from typing import Optional
@@ -409,7 +411,11 @@ class WGANGPClassifier(keras.Model):
                 logits[i] = self._logits_fn(chunk(images, i))
             return logits[i]
 
+        # Keyed on the generator's update count, which BackupAndRestore brings
+        # back, so a resumed run continues the same noise sequence.
         state = self.seed_generator.state.value
+        step = tf.cast(self.generator_optimizer.iterations, state.dtype)
+        state = tf.stack([state[0], state[1] + step])
         temperature = self._temperature()
         critic_stats = []
         for k in range(self.n_critic):
@@ -429,7 +435,6 @@ class WGANGPClassifier(keras.Model):
             chunk(images, last), chunk(y, last), z(last), seed, temperature)
         steps.assign_synced(self.generator.non_trainable_variables, new_non_trainable)
         self.generator_optimizer.apply(grads, self.generator.trainable_variables)
-        self.seed_generator.state.assign(state + tf.constant([0, 1], state.dtype))
 
         for key in ("critic_loss", "d_real", "d_generated", "d_mismatched", "gradient_penalty"):
             self.trackers[key].update_state(tf.add_n([s[key] for s in critic_stats])
