@@ -291,3 +291,13 @@ def test_features_and_logits_are_computed_once_per_chunk():
     model.train_on_batch({"images": x, "mismatched_labels": m}, y)
     # 10 chunks -> 10 fext calls; 3 generated chunks -> 3 G forward passes.
     assert calls == {"fext": 10, "logits": 3}
+
+
+def test_inverse_temperature_annealing_is_linear_then_flat():
+    model = make_wgan(inverse_temperature=0.5, anneal_to=2.0, anneal_steps=4)
+    values = []
+    for _ in range(6):
+        values.append(float(model._temperature()))
+        model.generator_optimizer.iterations.assign_add(1)
+    np.testing.assert_allclose(values, [0.5, 0.875, 1.25, 1.625, 2.0, 2.0], rtol=1e-6)
+    assert float(make_wgan()._temperature()) == pytest.approx(0.9)  # no annealing
