@@ -21,12 +21,12 @@ predicted here gets the scores its record gets in evaluation.
 
 import dataclasses
 import os
-import re
 from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import tensorflow as tf
 
+from mltf import imageio
 from pipelines import augment, preprocessing
 
 # File name endings ``collect_image_files`` picks up in folders.
@@ -246,33 +246,15 @@ def image_decoder(spec: InferenceSpec):
     return decode
 
 
-def _tf_error_text(error) -> str:
-    """The useful part of a TF op error: no ``{{function_node ...}}`` prefix
-    nor ``[Op:...]`` suffix."""
-    text = (error.message or type(error).__name__).strip()
-    text = re.sub(r"\{\{[^}]*\}\}\s*", "", text)
-    text = re.sub(r"\s*\[Op:[^\]]*\].*$", "", text, flags=re.S)
-    return text.splitlines()[0] if text else type(error).__name__
-
-
-class ImageReadError(ValueError):
-    """An image file that cannot be read or decoded."""
+# Shared with the TFRecord writer.
+ImageReadError = imageio.ImageReadError
+_tf_error_text = imageio.tf_error_text
 
 
 def read_image(path: str, decoder) -> np.ndarray:
     """``decoder`` (``image_decoder``) on the bytes of file ``path``;
     ``ImageReadError`` saying why when it is missing, empty or undecodable."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise ImageReadError(f"cannot read: {e.strerror or e}") from None
-    if not data:
-        raise ImageReadError("empty file")
-    try:
-        return decoder(tf.constant(data)).numpy()
-    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as e:
-        raise ImageReadError(f"not a decodable image: {_tf_error_text(e)}") from None
+    return imageio.decode(imageio.read_file(path), decoder).numpy()
 
 
 def collect_image_files(paths: Sequence[str]) -> List[Tuple[str, Optional[str]]]:

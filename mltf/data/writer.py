@@ -28,6 +28,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
+from mltf import imageio
 from mltf.data import schema
 from mltf.data.sources.base import ALL, Item, SourceData, SourceError
 
@@ -88,19 +89,16 @@ class _ImageEncoder:
         elif item.data is not None:
             data = item.data
         else:
-            try:
-                with open(item.path, "rb") as f:
-                    data = f.read()
-            except OSError as e:
-                raise _Skip(f"cannot read: {e.strerror or e}") from None
-        if not data:
-            raise _Skip("empty file")
+            data = None
         try:
-            image = tf.io.decode_image(data, channels=3, expand_animations=False)
-            height, width = int(image.shape[0]), int(image.shape[1])
-        except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as e:
-            message = e.message.splitlines()[0] if e.message else type(e).__name__
-            raise _Skip(f"not a decodable image: {message}") from None
+            if item.array is None and item.data is None:
+                data = imageio.read_file(item.path)
+            if not data:
+                raise imageio.ImageReadError("empty file")
+            image = imageio.decode(data)
+        except imageio.ImageReadError as e:
+            raise _Skip(str(e)) from None
+        height, width = int(image.shape[0]), int(image.shape[1])
         if height == 0 or width == 0:
             raise _Skip("image has zero size")
         if self.resize is not None and (height, width) != self.resize:
