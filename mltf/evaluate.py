@@ -75,21 +75,15 @@ def define_flags(flag_values=FLAGS) -> None:
     """Defines this tool's flags in ``flag_values`` (done when run as a
     program; flags are not defined at import, so ``mltf.evaluate``,
     ``mltf.predict`` and ``mltf.export`` import together)."""
-    flags.DEFINE_string("model", None, "A .keras file or a run folder (uses its "
-                        "model.keras).", flag_values=flag_values)
+    from mltf import inference
+    inference.define_model_flags(flag_values, thresholds="0.5",
+                                 batch_size_help="Evaluation batch size.")
     flags.DEFINE_string("data_dir", None, "An mltf dataset folder "
                         "(tools/make_tfrecords.py).", flag_values=flag_values)
     flags.DEFINE_string("split", "val", "The split to evaluate.", flag_values=flag_values)
     flags.DEFINE_string("output", None, "JSON file to write (default: <run folder or "
                         "the .keras file's folder>/eval_<split>.json).",
                         flag_values=flag_values)
-    flags.DEFINE_string("thresholds", "0.5", "'model' (the model's saved per-class "
-                        "thresholds) or one threshold in [0, 1] for every class.",
-                        flag_values=flag_values)
-    flags.DEFINE_string("image_size", None, "Resize images to N or HxW (default: the "
-                        "model's input size).", flag_values=flag_values)
-    flags.DEFINE_integer("batch_size", 64, "Evaluation batch size.",
-                         flag_values=flag_values)
 
 class EvaluationError(Exception):
     """A user error that stops the evaluation (exit code 2)."""

@@ -71,12 +71,11 @@ def define_flags(flag_values=FLAGS) -> None:
     """Defines this tool's flags in ``flag_values`` (done when run as a
     program; flags are not defined at import, so ``mltf.evaluate``,
     ``mltf.predict`` and ``mltf.export`` import together)."""
-    flags.DEFINE_string("model", None, "A .keras file or a run folder (uses its "
-                        "model.keras).", flag_values=flag_values)
+    from mltf import inference
+    inference.define_model_flags(flag_values, image_size_help="Input size N or HxW "
+                                 "(default: the model's).")
     flags.DEFINE_string("output_dir", None, "Folder for model.keras, saved_model/ and "
                         "export_info.json.", flag_values=flag_values)
-    flags.DEFINE_string("image_size", None, "Input size N or HxW (default: the "
-                        "model's).", flag_values=flag_values)
     flags.DEFINE_bool("overwrite", False, "Replace an existing export in "
                       "--output_dir.", flag_values=flag_values)
 

@@ -307,3 +307,20 @@ def resolve_thresholds(choice: Union[str, float], spec: InferenceSpec):
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"a threshold must be in [0, 1], got {value}")
     return np.full(spec.num_labels, value, np.float32), repr(value)
+
+
+def define_model_flags(flag_values, *, thresholds=None, batch_size_help=None,
+                       image_size_help="Resize images to N or HxW (default: the "
+                                       "model's input size).") -> None:
+    """The flags the inference CLIs share: ``--model``, ``--image_size`` and,
+    when given a default, ``--thresholds`` and ``--batch_size`` (64)."""
+    from absl import flags
+    flags.DEFINE_string("model", None, "A .keras file or a run folder (uses its "
+                        "model.keras).", flag_values=flag_values)
+    flags.DEFINE_string("image_size", None, image_size_help, flag_values=flag_values)
+    if thresholds is not None:
+        flags.DEFINE_string("thresholds", thresholds, "'model' (the model's saved "
+                            "per-class thresholds) or one threshold in [0, 1] for "
+                            "every class.", flag_values=flag_values)
+    if batch_size_help is not None:
+        flags.DEFINE_integer("batch_size", 64, batch_size_help, flag_values=flag_values)

@@ -51,21 +51,15 @@ def define_flags(flag_values=FLAGS) -> None:
     """Defines this tool's flags in ``flag_values`` (done when run as a
     program; flags are not defined at import, so ``mltf.evaluate``,
     ``mltf.predict`` and ``mltf.export`` import together)."""
-    flags.DEFINE_string("model", None, "A .keras file or a run folder (uses its "
-                        "model.keras).", flag_values=flag_values)
+    from mltf import inference
+    inference.define_model_flags(flag_values, thresholds="model",
+                                 batch_size_help="Images per model call.")
     flags.DEFINE_enum("format", "table", ["table", "json", "csv"], "Output format.",
                       flag_values=flag_values)
     flags.DEFINE_string("output", None, "File to write the predictions to (default: "
                         "stdout).", flag_values=flag_values)
     flags.DEFINE_integer("top_k", 5, "table: how many of the highest scores to show "
                          "per image.", flag_values=flag_values)
-    flags.DEFINE_string("thresholds", "model", "'model' (the model's saved per-class "
-                        "thresholds) or one threshold in [0, 1] for every class.",
-                        flag_values=flag_values)
-    flags.DEFINE_string("image_size", None, "Resize images to N or HxW (default: the "
-                        "model's input size).", flag_values=flag_values)
-    flags.DEFINE_integer("batch_size", 64, "Images per model call.",
-                         flag_values=flag_values)
 
 def predict_files(model, spec, paths, batch_size=64, report=None):
     """Predicts every image that ``paths`` name (``mltf.inference.
