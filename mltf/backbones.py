@@ -254,6 +254,8 @@ def _check_input_shape(name: str, spec: BackboneSpec, input_shape) -> tuple:
 def build_backbone(name: str, input_shape: Sequence[Optional[int]],
                    weights: Union[None, str, os.PathLike] = None,
                    trainable: bool = True, pooling: Optional[str] = "avg",
+                   embedding_dim: Optional[int] = None,
+                   embedding_activation: Optional[str] = "relu",
                    **kwargs) -> keras.Model:
     """Builds a registered backbone: a functional ``keras.Model`` named
     ``name`` from the input to the features, without a top.
@@ -281,6 +283,14 @@ def build_backbone(name: str, input_shape: Sequence[Optional[int]],
         pooling: ``"avg"`` or ``"max"`` global pooling to ``[batch,
             feature_dim]``; None keeps the last feature map ``[batch, h, w,
             feature_dim]``. Ignored by ``mlp``.
+        embedding_dim: when set, a Dense layer of this many units (named
+            ``embedding``) after the pooled features, so the backbone outputs
+            ``[batch, embedding_dim]``: RETDM's Phi_cnn, VGG-16 with its
+            second fully connected layer at 512 (seed 001). It stays
+            trainable when ``trainable`` is False (a new layer). The wrapper
+            keeps the name ``name``, so the input scaling is still known.
+        embedding_activation: that layer's activation (VGG's fc layers use
+            ReLU).
         **kwargs: backbone options: ``widths`` for ``small_cnn``;
             ``hidden_sizes``, ``dropout``, ``activation`` for ``mlp``;
             keras.applications arguments such as ``alpha`` otherwise.
@@ -316,7 +326,23 @@ def build_backbone(name: str, input_shape: Sequence[Optional[int]],
     if weights is not None and spec.after_load is not None:
         spec.after_load(model)
     model.trainable = trainable
+    if embedding_dim is not None:
+        model = _with_embedding(model, int(embedding_dim), embedding_activation)
     return model
+
+
+def _with_embedding(backbone: keras.Model, units: int,
+                    activation: Optional[str]) -> keras.Model:
+    """``backbone`` followed by Dense(``units``), as a functional model with
+    the backbone's name and input shape."""
+    if units < 1:
+        raise ValueError(f"embedding_dim must be positive, got {units}")
+    inputs = keras.layers.Input(shape=backbone.input_shape[1:],
+                                name=backbone.inputs[0].name.split(":")[0])
+    features = backbone(inputs)
+    outputs = keras.layers.Dense(units, activation=activation,
+                                 name="embedding")(features)
+    return keras.Model(inputs, outputs, name=backbone.name)
 
 
 def _weights_unavailable_message(name: str, error: BaseException,

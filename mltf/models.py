@@ -19,8 +19,27 @@ import tensorflow as tf
 from mltf import steps
 
 
+class OneOptimizerCompileConfig:
+    """For models whose ``compile(optimizer, *, xla)`` fixes the loss: saves
+    ``xla`` with Keras's compile config and re-compiles a loaded model from
+    it, so its optimizer state is restored."""
+
+    def get_compile_config(self):
+        config = super().get_compile_config()
+        if config is not None:
+            config["xla"] = self.xla
+        return config
+
+    def compile_from_config(self, config):
+        config = dict(config)
+        optimizer = config.pop("optimizer", None)
+        if isinstance(optimizer, dict):
+            optimizer = keras.optimizers.deserialize(optimizer)
+        self.compile(optimizer=optimizer or "adam", **config)
+
+
 @keras.saving.register_keras_serializable(package="mltf")
-class MultiLabelClassifier(keras.Model):
+class MultiLabelClassifier(OneOptimizerCompileConfig, keras.Model):
     """Backbone + one dense sigmoid layer per label, trained with BCE.
 
     Args:
@@ -62,9 +81,14 @@ class MultiLabelClassifier(keras.Model):
             trainable=False, name="thresholds")
         self.built = True
 
-    def call(self, inputs, training=False, return_logits=False):
+    def call(self, inputs, training=False, return_logits=False, return_features=False):
+        """Probabilities [B, C]; logits with ``return_logits``; with
+        ``return_features`` the pair (backbone features, logits), for models
+        that train on the features too (RETDM's image embedding)."""
         features = self.backbone(inputs, training=training)
         logits = self.head(self.feature_dropout(features, training=training))
+        if return_features:
+            return features, logits
         return logits if return_logits else keras.ops.sigmoid(logits)
 
     # --- compile and steps --------------------------------------------------
@@ -95,20 +119,6 @@ class MultiLabelClassifier(keras.Model):
             raise ValueError("build the model (call it on a batch or "
                              "model.build(shape)) before compile")
         self.optimizer.build(self.trainable_variables)
-
-    def get_compile_config(self):
-        config = super().get_compile_config()
-        if config is not None:
-            config["xla"] = self.xla
-        return config
-
-    def compile_from_config(self, config):
-        """Re-compiles a loaded model, so its optimizer state is restored."""
-        config = dict(config)
-        optimizer = config.pop("optimizer", None)
-        if isinstance(optimizer, dict):
-            optimizer = keras.optimizers.deserialize(optimizer)
-        self.compile(optimizer=optimizer or "adam", **config)
 
     @property
     def metrics(self):

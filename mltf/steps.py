@@ -66,24 +66,44 @@ def assign_synced(variables: Sequence, values: Sequence) -> None:
     if not variables:
         return
     ctx = tf.distribute.get_replica_context()
-    if ctx is None or ctx.num_replicas_in_sync == 1:
-        for v, value in zip(variables, values):
-            v.assign(value)
-        return
     values = list(values)
     # Float state (moving statistics) is averaged; integer state (random
     # seed counters) advances identically on every replica and is kept.
     floats = [i for i, v in enumerate(values) if v.dtype.is_floating]
-    if floats:
+    if floats and ctx is not None and ctx.num_replicas_in_sync > 1:
         reduced = ctx.all_reduce(tf.distribute.ReduceOp.MEAN, [values[i] for i in floats])
         for i, r in zip(floats, reduced):
             values[i] = r
 
-    def update(strategy, vals):
-        for v, value in zip(variables, vals):
-            strategy.extended.update(v.value, lambda var, t: var.assign(t), args=(value,))
+    assign_replicated(variables, values)
 
-    ctx.merge_call(update, args=(values,))
+
+def _assign(var, value):
+    return var.assign(value)
+
+
+def assign_replicated(variables: Sequence, values: Sequence, update=None) -> None:
+    """Applies ``update(variable, value)`` from a replica context where every
+    replica holds the *same* ``values`` (e.g. computed from all-gathered
+    data): no reduction, each device's copy updated with its local value.
+    ``update`` (default: assign) gets the backend ``tf.Variable`` and may
+    scatter (``var.scatter_update(tf.IndexedSlices(...))``)."""
+    variables, values = list(variables), list(values)
+    ctx = tf.distribute.get_replica_context()
+    if ctx is None or ctx.num_replicas_in_sync == 1:
+        for v, value in zip(variables, values):
+            if update is None:
+                v.assign(value)
+            else:
+                update(v.value, value)
+        return
+    update = update or _assign
+
+    def merged(strategy, vals):
+        for v, value in zip(variables, vals):
+            strategy.extended.update(v.value, update, args=(value,))
+
+    ctx.merge_call(merged, args=(values,))
 
 
 def variable_values(variables):

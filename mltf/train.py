@@ -142,9 +142,13 @@ def train(model_dir: str,
         (maximising each class's F1) and save them with ``model.keras``.
       seed: seed of Keras's initialisers and dropout.
       verbose: Keras's progress output (``"auto"``: a bar on a terminal).
-      method: ``"bce"`` (the baseline) or ``"wgan_gp"`` (seed 000: the
+      method: ``"bce"`` (the baseline), ``"wgan_gp"`` (seed 000: the
         classifier trained against a conditional WGAN-gp critic; critic and
-        loss settings in ``mltf.build_critic`` / ``mltf.build_wgan``).
+        loss settings in ``mltf.build_critic`` / ``mltf.build_wgan``) or
+        ``"retdm"`` (seed 001: two-way metric and label reconstruction, in
+        three stages; settings in ``mltf.build_retdm``, ``optimizer`` for
+        all stages, f_I is the backbone's output, so bind
+        ``mltf.build_backbone.embedding_dim = 512`` for the paper's Phi_cnn).
       initial_model: a ``.keras`` classifier to start from (seed 000 starts
         from a BCE-trained generator); its backbone replaces
         ``mltf.build_backbone``.
@@ -180,8 +184,12 @@ def train(model_dir: str,
     else:
         side = pipelines.augment.as_hw(train_cfg.image_size)
         input_shape = (side[0], side[1], 3)
-    if method not in ("bce", "wgan_gp"):
-        raise ValueError(f"mltf.train.method must be 'bce' or 'wgan_gp', got {method!r}")
+    if method not in ("bce", "wgan_gp", "retdm"):
+        raise ValueError("mltf.train.method must be 'bce', 'wgan_gp' or 'retdm', "
+                         f"got {method!r}")
+    if method == "retdm" and pretrain_epochs:
+        raise ValueError("with method='retdm', stage 1 (BCE) is "
+                         "mltf.build_retdm.classification_epochs, not pretrain_epochs")
     pretrained_path = os.path.join(model_dir, "pretrained.keras")
     if method == "wgan_gp" and initial_model is None and os.path.exists(pretrained_path):
         initial_model = pretrained_path  # a resumed run: the BCE phase is done
@@ -203,7 +211,8 @@ def train(model_dir: str,
             model.build((None,) + tuple(input_shape))
         if optimizer is None:
             optimizer = keras.optimizers.Adam(learning_rate or 1e-3)
-        model.compile(optimizer=optimizer, xla=steps_lib.resolve_xla(xla))
+        if method != "retdm":  # RETDM's optimizer trains more than the classifier
+            model.compile(optimizer=optimizer, xla=steps_lib.resolve_xla(xla))
 
     def resolve(cfg):
         if cfg.preprocessing == "auto":
@@ -248,6 +257,16 @@ def train(model_dir: str,
         # One step draws `slots` fresh batches (see mltf.wgan).
         train_cfg.with_mismatched = fit_model.negative_sampling
         train_cfg.batch_size *= fit_model.slots
+    stage_cbs = []
+    if method == "retdm":
+        from mltf import retdm
+        train_labels = schema.read_labels(train_cfg.data_dir, train_cfg.split)
+        with strategy_obj.scope():
+            fit_model = retdm.build_retdm(model, train_labels)
+            fit_model.build((None,) + tuple(input_shape))
+            fit_model.compile(optimizer=optimizer, xla=steps_lib.resolve_xla(xla))
+        stage_cbs = [retdm.StageSchedule(
+            [c for c in callbacks if isinstance(c, keras.callbacks.ReduceLROnPlateau)])]
     train_ds = train_dataset(train_cfg)
     steps = steps_per_epoch or max(1, num_train // train_cfg.batch_size)
 
@@ -257,7 +276,7 @@ def train(model_dir: str,
     evaluation = mltf_callbacks.FullSetEvaluation(eval_ds, every=eval_every)
     mode = "min" if checkpoint_metric.endswith("loss") or checkpoint_metric.endswith(
         ("hamming_loss", "ranking_loss", "one_error", "coverage")) else "max"
-    cbs = [evaluation, mltf_callbacks.LearningRateLogger(),
+    cbs = [*stage_cbs, evaluation, mltf_callbacks.LearningRateLogger(),
            mltf_callbacks.TerminateOnNaNWithMessage(),
            *callbacks,
            keras.callbacks.ModelCheckpoint(os.path.join(ckpt_dir, "last.keras")),
@@ -290,6 +309,10 @@ def train(model_dir: str,
               "train_seconds": round(train_seconds, 1),
               "replicas": strategy_obj.num_replicas_in_sync, "method": method,
               "steps_per_epoch": steps, "global_batch": train_cfg.batch_size}
+    if method == "retdm":
+        report["retdm"] = {key: fit_model.get_config()[key] for key in (
+            "num_sets", "k", "alpha", "beta", "lam", "two_way", "negatives",
+            "classification_epochs", "embedding_epochs")}
     mltf_callbacks.write_json(os.path.join(model_dir, "metrics.json"), report)
     print(f"\n{metrics.format_table(results)}\n"
           f"(split {eval_cfg.split!r} of {eval_cfg.data_dir}; threshold 0.5; "
@@ -308,7 +331,8 @@ def main(argv):
             print(f"mltf.train: error: config file not found: {path}", file=sys.stderr)
             return 2
     import pipelines  # noqa: F401  (registers pipelines.InputConfig)
-    from mltf import backbones, wgan  # noqa: F401  (register mltf.build_backbone, build_wgan)
+    # Register mltf.build_backbone, build_wgan and build_retdm with gin.
+    from mltf import backbones, retdm, wgan  # noqa: F401
     try:
         gin.parse_config_files_and_bindings(FLAGS.config, FLAGS.gin_bindings)
     except (ValueError, KeyError, TypeError, SyntaxError) as e:

@@ -17,7 +17,6 @@ rejection loop, and no image bytes read. A set not seen in training (e.g. on
 validation data) has count 0 and draws over all N images.
 """
 
-import os
 import numpy as np
 import tensorflow as tf
 
@@ -61,9 +60,7 @@ class MismatchSampler:
     @classmethod
     def from_dataset(cls, data_dir: str, split: str = "train") -> "MismatchSampler":
         """Reads ``<split>.labels.npy`` of an mltf dataset."""
-        info = schema.read_info(data_dir)
-        name = info.split(split).labels_file or schema.labels_file_name(split)
-        return cls(np.load(os.path.join(data_dir, name)))
+        return cls(schema.read_labels(data_dir, split))
 
     def sample(self, labels, seed):
         """Mismatched label sets for a batch.

@@ -411,3 +411,27 @@ def test_register_backbone(monkeypatch):
         backbones.register_backbone("tiny", tiny)
     with pytest.raises(ValueError, match="preprocessing"):
         backbones.register_backbone("tiny2", tiny, preprocessing="imagenet")
+
+
+def test_embedding_layer_keeps_name_and_stays_trainable():
+    from mltf import inference, models
+    plain = build_backbone("small_cnn", (16, 16, 3), widths=(4, 8), trainable=False)
+    b = build_backbone("small_cnn", (16, 16, 3), widths=(4, 8), trainable=False,
+                       embedding_dim=12)
+    assert b.name == "small_cnn" and b.output_shape == (None, 12)
+    # Frozen backbone, trainable new layer: only the embedding's kernel and bias.
+    assert [v.path.split("/")[-2:] for v in b.trainable_variables] == [
+        ["embedding", "kernel"], ["embedding", "bias"]]
+    x = np.random.default_rng(0).random((2, 16, 16, 3)).astype("float32")
+    inner = b.get_layer("small_cnn")
+    inner.set_weights(plain.get_weights())
+    kernel, bias = b.get_layer("embedding").get_weights()
+    want = np.maximum(np.asarray(plain(x)) @ kernel + bias, 0.0)
+    np.testing.assert_allclose(np.asarray(b(x)), want, rtol=1e-5, atol=1e-6)
+    # Inference still finds the input size and scaling from the name.
+    clf = models.MultiLabelClassifier(b, 3)
+    clf.build((None, 16, 16, 3))
+    spec = inference.inference_spec(clf)
+    assert spec.image_size == (16, 16) and spec.backbone == "small_cnn"
+    with pytest.raises(ValueError, match="embedding_dim"):
+        build_backbone("small_cnn", (16, 16, 3), widths=(4,), embedding_dim=0)

@@ -201,7 +201,7 @@ def test_finished_run_is_not_mixed_with_a_new_one(tmp_path):
 
 
 def _train_in_process(config, model_dir, bindings):
-    from mltf import backbones, train, wgan  # noqa: F401  (gin registrations)
+    from mltf import backbones, retdm, train, wgan  # noqa: F401  (gin registrations)
     import pipelines  # noqa: F401
     gin.clear_config()
     try:
@@ -240,3 +240,79 @@ def test_wgan_gp_from_a_bce_checkpoint_and_with_pretraining(demo_dir, tmp_path):
     assert (tmp_path / "both" / "pretrained.keras").exists()
     assert len((tmp_path / "both" / "pretrain_log.csv").read_text().splitlines()) == 2
     assert json.loads((tmp_path / "both" / "metrics.json").read_text())["method"] == "wgan_gp"
+
+
+def _tiny_arff(tmp_path, n_train=48, n_test=24, seed=0):
+    """A MULAN-style ARFF pair: 8 features, 3 labels that depend on them."""
+    rng = np.random.default_rng(seed)
+    header = ["@relation tiny"] + [f"@attribute f{i} numeric" for i in range(8)]
+    header += [f"@attribute L{j} {{0,1}}" for j in range(3)] + ["@data"]
+    paths = []
+    for name, n in (("train", n_train), ("test", n_test)):
+        x = rng.random((n, 8))
+        y = (x[:, :3] + 0.3 * rng.random((n, 3)) > 0.7).astype(int)
+        rows = [",".join([*(f"{v:.4f}" for v in xi), *(str(v) for v in yi)])
+                for xi, yi in zip(x, y)]
+        path = tmp_path / f"tiny-{name}.arff"
+        path.write_text("\n".join(header + rows) + "\n")
+        paths.append(str(path))
+    data = sources.load("arff", SourceOptions(arff_train=paths[0], arff_test=paths[1],
+                                              num_labels=3))
+    out = tmp_path / "features"
+    writer.write_dataset(data, str(out), progress=False)
+    return str(out)
+
+
+def test_retdm_runs_its_three_stages_on_features(tmp_path):
+    from mltf import models
+    data_dir = _tiny_arff(tmp_path)
+    bindings = [f"pipelines.InputConfig.data_dir = '{data_dir}'",
+                "pipelines.InputConfig.batch_size = 8",
+                "mltf.build_backbone.hidden_sizes = (16,)",
+                "mltf.build_backbone.embedding_dim = 8",
+                "mltf.build_retdm.label_units = 8",
+                "mltf.build_retdm.k = 3",
+                "mltf.build_retdm.classification_epochs = 1",
+                "mltf.build_retdm.embedding_epochs = 1",
+                "mltf.train.epochs = 3",
+                "mltf.train.callbacks = [@keras.callbacks.ReduceLROnPlateau()]"]
+    for config in ("mulan_scene_mlp_retdm.gin", "mulan_scene_mlp_retdm_one_way.gin"):
+        run = tmp_path / config
+        _train_in_process(config, run, bindings)
+        rows = list(csv.DictReader(open(run / "training_log.csv")))
+        assert [float(r["retdm_stage"]) for r in rows] == [1.0, 2.0, 3.0]
+        assert {"bce", "j1", "j2", "reconstruction", "j1_active", "j2_active",
+                "bank_age", "bank_filled", "val_mAP", "learning_rate"} <= set(rows[0])
+        # Stage 2 trains the label nets only: the classifier's val metrics stay.
+        assert rows[1]["val_mAP"] == rows[0]["val_mAP"]
+        assert rows[1]["val_loss"] == rows[0]["val_loss"]
+        report = json.loads((run / "metrics.json").read_text())
+        assert report["method"] == "retdm"
+        assert report["retdm"]["two_way"] == (config == "mulan_scene_mlp_retdm.gin")
+        two_way = report["retdm"]["two_way"]
+        assert (float(rows[2]["j2"]) > 0) == two_way
+        # Inference gets the classifier alone, as for a BCE run.
+        model = keras.models.load_model(run / "model.keras")
+        assert isinstance(model, models.MultiLabelClassifier)
+        assert model.backbone.name == "mlp"
+        assert "build_retdm.alpha = 0.01" in (run / "operative_config.gin").read_text()
+
+
+def test_retdm_image_config_on_demo_images(demo_dir, tmp_path):
+    bindings = tiny_bindings(demo_dir, **{
+        "mltf.build_backbone.embedding_dim": 16,
+        "mltf.build_retdm.label_units": 16,
+        "mltf.build_retdm.classification_epochs": 1,
+        "mltf.build_retdm.embedding_epochs": 0,
+        "mltf.train.epochs": 2,
+        "mltf.train.steps_per_epoch": 2,
+        "pipelines.InputConfig.crop_sizes": (32, 24)})
+    _train_in_process("miml_scene_small_cnn_retdm.gin", tmp_path / "run", bindings)
+    rows = list(csv.DictReader(open(tmp_path / "run" / "training_log.csv")))
+    assert [float(r["retdm_stage"]) for r in rows] == [1.0, 3.0]
+
+
+def test_retdm_refuses_pretrain_epochs(demo_dir, tmp_path):
+    bindings = tiny_bindings(demo_dir, **{"mltf.train.pretrain_epochs": 1})
+    with pytest.raises(ValueError, match="classification_epochs"):
+        _train_in_process("miml_scene_small_cnn_retdm.gin", tmp_path / "run", bindings)

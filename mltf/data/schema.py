@@ -215,6 +215,20 @@ def read_info(data_dir: str) -> DatasetInfo:
     return DatasetInfo.from_dict(d)
 
 
+def read_labels(data_dir: str, split: str):
+    """The multi-hot labels of ``split`` [N, C] (uint8), from its
+    ``<split>.labels.npy`` sidecar, with a clear error when it is missing."""
+    import numpy as np
+    info = read_info(data_dir)
+    name = info.split(split).labels_file or labels_file_name(split)
+    path = os.path.join(data_dir, name)
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(f"{path} not found: the labels of split {split!r}; "
+                                "rewrite the dataset with tools/make_tfrecords.py")
+    with tf.io.gfile.GFile(path, "rb") as f:
+        return np.load(f)
+
+
 def write_json_atomic(path: str, text: str) -> None:
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
