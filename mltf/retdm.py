@@ -498,8 +498,15 @@ class RETDMClassifier(models.OneOptimizerCompileConfig, keras.Model):
         neighbours = tf.gather(self.neighbours.value, ids)  # [B, k]
         neighbour_sets = tf.gather(self.label_sets.value, neighbours)
         step = self.optimizer.iterations
-        bank_rows = self.bank.lookup(neighbours)
-        bank_mask = tf.logical_and(self.bank.filled(neighbours), found[:, None])
+        # The bank serves only two-way J2 with bank negatives; otherwise it is
+        # neither read nor written (no all-gather per step).
+        uses_bank = self.two_way and self.negatives == "bank"
+        if uses_bank:
+            bank_rows = self.bank.lookup(neighbours)
+            bank_mask = tf.logical_and(self.bank.filled(neighbours), found[:, None])
+        else:
+            bank_rows = tf.zeros([1, 1, 1])
+            bank_mask = tf.zeros([1, 1], tf.bool)
         if self.negatives == "batch":
             in_neighbours = tf.reduce_any(neighbours[:, :, None] == ids[None, None, :], axis=1)
             batch_mask = in_neighbours & found[:, None] & found[None, :]
@@ -516,18 +523,19 @@ class RETDMClassifier(models.OneOptimizerCompileConfig, keras.Model):
         if stage != 2:  # stage 2 runs the classifier in inference mode
             steps.assign_synced(self.classifier.non_trainable_variables, new_nt)
         self.optimizer.apply(grads, self.stage_variables(stage))
-        self.bank.update(ids, f_i, found, step)
+        if uses_bank:
+            self.bank.update(ids, f_i, found, step)
 
         batch = tf.shape(y)[0]
         for name, value in terms.items():
             self.trackers[name].update_state(steps.unscaled(value), sample_weight=batch)
         self.trackers["j1_active"].update_state(a1)
         self.trackers["j2_active"].update_state(a2)
-        if self.two_way and self.negatives == "bank":
+        if uses_bank:
             age = tf.cast(self.bank.age(neighbours, step), tf.float32)
             self.trackers["bank_age"].update_state(age, sample_weight=tf.cast(bank_mask, tf.float32))
-        self.trackers["bank_filled"].update_state(
-            tf.reduce_mean(tf.cast(self.bank.last_seen.value >= 0, tf.float32)))
+            self.trackers["bank_filled"].update_state(
+                tf.reduce_mean(tf.cast(self.bank.last_seen.value >= 0, tf.float32)))
         return {m.name: m.result() for m in self.metrics}
 
     def test_step(self, data):

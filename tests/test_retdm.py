@@ -262,6 +262,7 @@ def test_one_way_and_in_batch_variants(tmp_path):
     one_way = _tiny(y, two_way=False)
     logs = one_way.fit(x, y, batch_size=16, epochs=1, verbose=0).history
     assert logs["j2"] == [0.0] and logs["j2_active"] == [0.0] and logs["j1"][0] > 0
+    assert (one_way.bank.last_seen.numpy() == -1).all()  # the bank is not used
     in_batch = _tiny(y, negatives="batch")
     logs = in_batch.fit(x, y, batch_size=16, epochs=1, verbose=0).history
     assert logs["j2"][0] > 0
