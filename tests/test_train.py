@@ -316,3 +316,38 @@ def test_retdm_refuses_pretrain_epochs(demo_dir, tmp_path):
     bindings = tiny_bindings(demo_dir, **{"mltf.train.pretrain_epochs": 1})
     with pytest.raises(ValueError, match="classification_epochs"):
         _train_in_process("miml_scene_small_cnn_retdm.gin", tmp_path / "run", bindings)
+
+
+@pytest.mark.parametrize("config", [
+    "coco_vgg16_retdm.gin", "coco_vgg16_retdm_one_way.gin",
+    "scene_vgg16_retdm.gin", "mirflickr_vgg16_retdm.gin"])
+def test_vgg16_retdm_paper_configs_run_on_a_tiny_coco_tree(config, tmp_path):
+    """The paper's RETDM configs as written (VGG-16, Phi_cnn at 512, SGD and
+    its plateau schedule), on tiny COCO records with random weights."""
+    from test_sources_files import _coco_tree
+    root = tmp_path / "coco"
+    _coco_tree(root)
+    out = tmp_path / "records"
+    data = sources.load("coco", SourceOptions(data_dir=str(root)))
+    writer.write_dataset(data, str(out), progress=False)
+    bindings = [f"pipelines.InputConfig.data_dir = '{out}'",
+                "eval/pipelines.InputConfig.split = 'val'",
+                "mltf.build_backbone.weights = None",
+                "pipelines.InputConfig.image_size = 32",
+                "pipelines.InputConfig.resize_size = 40",
+                "pipelines.InputConfig.crop_sizes = (40, 32)",
+                "pipelines.InputConfig.batch_size = 2",
+                "mltf.build_retdm.k = 2",
+                "mltf.build_retdm.classification_epochs = 1",
+                "mltf.build_retdm.embedding_epochs = 1",
+                "mltf.train.epochs = 3",
+                "mltf.train.steps_per_epoch = 1"]
+    _train_in_process(config, tmp_path / "run", bindings)
+    report = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert report["method"] == "retdm"
+    assert report["retdm"]["two_way"] == ("one_way" not in config)
+    rows = list(csv.DictReader(open(tmp_path / "run" / "training_log.csv")))
+    assert [float(r["retdm_stage"]) for r in rows] == [1.0, 2.0, 3.0]
+    model = keras.models.load_model(tmp_path / "run" / "model.keras")
+    assert model.backbone.name == "vgg16"
+    assert model.backbone.output.shape[-1] == 512  # Phi_cnn's layer
