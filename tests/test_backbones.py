@@ -25,6 +25,7 @@ FAMILIES = {
     "inception_v3": ((75, 75, 3), 2048),
     "mobilenet_v3_small": ((32, 32, 3), 576),
     "efficientnet_b0": ((32, 32, 3), 1280),
+    "efficientnet_lite0": ((32, 32, 3), 1280),
     "small_cnn": ((32, 32, 3), 128),
     "mlp": ((20,), 256),
 }
@@ -61,7 +62,7 @@ def random_inputs(shape, batch=2, seed=0):
 # step of a 150-300 layer model takes 35-50 s on 2 CPU cores, the eager step
 # (the same computation) a few seconds. mltf's own backbones run as tf.function.
 EAGER = {"vgg16", "resnet50", "resnet101", "resnet152", "inception_v3",
-         "mobilenet_v3_small", "efficientnet_b0"}
+         "mobilenet_v3_small", "efficientnet_b0", "efficientnet_lite0"}
 
 
 def with_head(backbone, input_shape, run_eagerly=False):
@@ -116,7 +117,7 @@ def test_registry_and_preprocessing_modes():
 
 @pytest.mark.parametrize("name", ["vgg16", "resnet50", "inception_v3",
                                   "mobilenet_v3_small", "efficientnet_b0",
-                                  "small_cnn", "mlp"])
+                                  "efficientnet_lite0", "small_cnn", "mlp"])
 def test_one_fit_step_trains_the_backbone(name):
     input_shape, feature_dim = FAMILIES[name]
     backbone = build_backbone(name, input_shape)
@@ -133,7 +134,9 @@ def test_one_fit_step_trains_the_backbone(name):
     elif backbones.preprocessing_mode(name) == "none":
         assert backbone.layers[1] is rescaling[0]  # first op on [0, 255]
         scale, offset = {"mobilenet_v3_small": (1 / 127.5, -1.0),
-                         "efficientnet_b0": (1 / 255.0, 0.0)}[name]
+                         "efficientnet_b0": (1 / 255.0, 0.0),
+                         "efficientnet_lite0": (1 / 128.0, -127 / 128.0),
+                         }[name]
         assert np.isclose(rescaling[0].scale, scale)
         assert np.isclose(rescaling[0].offset, offset)
     else:
@@ -358,7 +361,8 @@ def test_settings_build_backbone_owns_are_refused():
 
 
 @pytest.mark.parametrize("name", ["small_cnn", "mlp", "vgg16",
-                                  "mobilenet_v3_small", "efficientnet_b0"])
+                                  "mobilenet_v3_small", "efficientnet_b0",
+                                  "efficientnet_lite0"])
 def test_save_and_load_model(name, tmp_path):
     input_shape, _ = FAMILIES[name]
     backbone = build_backbone(name, input_shape)
