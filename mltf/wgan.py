@@ -381,7 +381,8 @@ class WGANGPClassifier(keras.Model):
         if not isinstance(x, dict) or ("mismatched_labels" not in x and self.negative_sampling):
             raise ValueError("WGANGPClassifier needs inputs {'images', "
                              "'mismatched_labels'} (InputConfig(with_mismatched=True))")
-        images = x["images"]
+        # Feature datasets (e.g. a feature cache) name their inputs "features".
+        images = x.get("images", x.get("features"))
         mismatched = x.get("mismatched_labels", y)
         n = tf.shape(y)[0]
         b = n // self.slots
@@ -449,7 +450,7 @@ class WGANGPClassifier(keras.Model):
     def test_step(self, data):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         if isinstance(x, dict):
-            x = x["images"]
+            x = x.get("images", x.get("features"))
         logits = self.generator(x, training=False, return_logits=True)
         self.trackers["bce"].update_state(steps.unscaled(self.generator.bce(y, logits)))
         self.trackers["labels_per_image"].update_state(tf.reduce_mean(tf.reduce_sum(
