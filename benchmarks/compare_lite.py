@@ -13,7 +13,8 @@ WGAN-gp arms start from the same seed's BCE arm (run first if needed). Each
 arm runs once per seed (``mltf.train.seed``, the input pipeline's seed and
 ``mltf.build_wgan.seed``); the split is the dataset's own seeded 80/20 one.
 Metrics are at threshold 0.5 on ``val``. Prints every criterion as mean (std)
-over seeds and the mean training time, and writes ``summary.json``. Runs
+over seeds and the mean training time, and writes
+``summary_<arms>.json``. Runs
 whose ``metrics.json`` exists are reused.
 """
 
@@ -60,7 +61,8 @@ def main(argv):
     print(f"\nMIML scene, EfficientNet-Lite0, {len(FLAGS.seeds)} seeds, split "
           f"{reports[FLAGS.arms[0]][0]['split']!r}; mean (std); percent for P/R/F1 and mAP")
     table, seconds = summary_table(reports)
-    with open(os.path.join(ROOT, FLAGS.out_dir, "summary.json"), "w") as f:
+    name = f"summary_{'+'.join(FLAGS.arms)}.json"  # one per set of arms
+    with open(os.path.join(ROOT, FLAGS.out_dir, name), "w") as f:
         json.dump({"arms": {arm: ARMS[arm][0] for arm in FLAGS.arms}, "seeds": FLAGS.seeds,
                    "table": table, "train_seconds": seconds,
                    "metrics": {arm: [r["metrics"] for r in reports[arm]] for arm in FLAGS.arms}},

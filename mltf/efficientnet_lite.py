@@ -430,9 +430,11 @@ def convert_imagenet_weights(name: str, cache_dir: str,
             layer.set_weights(by_name[layer.name].get_weights())
     os.makedirs(cache_dir, exist_ok=True)
     # Write under temporary names first: an interrupted run leaves no
-    # half-written file that a later load would trust.
+    # half-written file that a later load would trust, and two processes
+    # converting at once (one per worker) never write the same file.
     for model, path in ((full, top_path), (notop, notop_path)):
-        partial = path[:-len(".weights.h5")] + ".partial.weights.h5"
+        partial = (path[:-len(".weights.h5")]
+                   + f".partial{os.getpid()}.weights.h5")
         model.save_weights(partial)
         os.replace(partial, path)
     return top_path, notop_path
