@@ -210,6 +210,7 @@ def efficientnet_lite(name: str, input_shape: Sequence[Optional[int]] = None,
         classifier_activation: the head's activation (None for logits).
         pooling: without the top, ``"avg"``/``"max"`` global pooling to
             ``[batch, 1280]``, or None for the ``[batch, h, w, 1280]`` map.
+            The top always averages, as the ImageNet head was trained.
         dropout: the rate before the head; default the variant's (0.2, 0.2,
             0.3).
         drop_connect_rate: the stochastic-depth rate of the last block
