@@ -146,3 +146,44 @@ class LearningRateLogger(keras.callbacks.Callback):
         for key, optimizer in optimizers.items():
             if optimizer is not None and key not in logs:
                 logs[key] = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+
+
+def checkpoint_mode(metric: str) -> str:
+    """``"min"`` for losses and the lower-is-better ranking criteria,
+    ``"max"`` otherwise.
+
+    Args:
+        metric: a log key such as ``val_mAP`` or ``val_loss``.
+    """
+    lower_is_better = ("loss", "one_error", "coverage")
+    return "min" if metric.endswith(lower_is_better) else "max"
+
+
+def best_logged(log_path: str, metric: str, mode: str) -> Optional[float]:
+    """The best value of ``metric`` in a run's ``training_log.csv`` (the
+    epochs finished before an interruption), or None without one.
+
+    A resumed run passes it to ``ModelCheckpoint(initial_value_threshold=)``:
+    a fresh callback would otherwise take the first resumed epoch as the best
+    so far and overwrite a better ``best.keras`` from before the interruption.
+
+    Args:
+        log_path: the CSV log (CSVLogger's format).
+        metric: its column.
+        mode: ``"min"`` or ``"max"``.
+    """
+    import csv
+    if not os.path.exists(log_path):
+        return None
+    values = []
+    with open(log_path, newline="") as f:
+        for row in csv.DictReader(f):
+            try:
+                value = float(row.get(metric) or "nan")
+            except ValueError:
+                continue
+            if np.isfinite(value):
+                values.append(value)
+    if not values:
+        return None
+    return min(values) if mode == "min" else max(values)

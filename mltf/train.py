@@ -274,19 +274,22 @@ def train(model_dir: str,
     ckpt_dir = os.path.join(model_dir, "checkpoints")
     os.makedirs(ckpt_dir, exist_ok=True)
     evaluation = mltf_callbacks.FullSetEvaluation(eval_ds, every=eval_every)
-    mode = "min" if checkpoint_metric.endswith("loss") or checkpoint_metric.endswith(
-        ("hamming_loss", "ranking_loss", "one_error", "coverage")) else "max"
+    mode = mltf_callbacks.checkpoint_mode(checkpoint_metric)
+    best_path = os.path.join(ckpt_dir, "best.keras")
+    log_path = os.path.join(model_dir, "training_log.csv")
+    # On resume, the best epoch before the interruption is still the one to beat.
+    best_so_far = (mltf_callbacks.best_logged(log_path, checkpoint_metric, mode)
+                   if os.path.exists(best_path) else None)
     cbs = [*stage_cbs, evaluation, mltf_callbacks.LearningRateLogger(),
            mltf_callbacks.TerminateOnNaNWithMessage(),
            *callbacks,
            keras.callbacks.ModelCheckpoint(os.path.join(ckpt_dir, "last.keras")),
-           keras.callbacks.ModelCheckpoint(os.path.join(ckpt_dir, "best.keras"),
-                                           monitor=checkpoint_metric, mode=mode,
-                                           save_best_only=True),
+           keras.callbacks.ModelCheckpoint(best_path, monitor=checkpoint_metric,
+                                           mode=mode, save_best_only=True,
+                                           initial_value_threshold=best_so_far),
            keras.callbacks.BackupAndRestore(os.path.join(model_dir, "backup"),
                                             save_freq=backup_every),
-           keras.callbacks.CSVLogger(os.path.join(model_dir, "training_log.csv"),
-                                     append=True),
+           keras.callbacks.CSVLogger(log_path, append=True),
            keras.callbacks.TensorBoard(log_dir=log_dir),
            mltf_callbacks.OperativeConfigWriter(model_dir, log_dir)]
     start = time.time()

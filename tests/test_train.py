@@ -351,3 +351,37 @@ def test_vgg16_retdm_paper_configs_run_on_a_tiny_coco_tree(config, tmp_path):
     model = keras.models.load_model(tmp_path / "run" / "model.keras")
     assert model.backbone.name == "vgg16"
     assert model.backbone.output.shape[-1] == 512  # Phi_cnn's layer
+
+
+def test_best_logged_reads_the_csv_log(tmp_path):
+    from mltf.callbacks import best_logged, checkpoint_mode
+    log = tmp_path / "training_log.csv"
+    assert best_logged(str(log), "val_mAP", "max") is None
+    log.write_text("epoch,val_loss,val_mAP\n0,0.9,0.5\n1,0.7,nan\n2,0.8,0.6\n3,,\n")
+    assert best_logged(str(log), "val_mAP", "max") == 0.6
+    assert best_logged(str(log), "val_loss", "min") == 0.7
+    assert best_logged(str(log), "val_CF1", "max") is None
+    assert [checkpoint_mode(m) for m in ("val_mAP", "val_loss", "val_hamming_loss",
+                                         "val_one_error", "val_coverage", "val_CF1")] == [
+        "max", "min", "min", "min", "min", "max"]
+
+
+def test_resumed_run_keeps_the_best_checkpoint_of_earlier_epochs(demo_dir, tmp_path):
+    """A run resumed after an interruption must not replace best.keras with a
+    worse epoch: the best logged before the interruption still counts."""
+    small = tiny_bindings(demo_dir, **{"mltf.train.epochs": 1,
+                                       "mltf.train.steps_per_epoch": 2})
+    _train_in_process("demo.gin", tmp_path, small)
+    best = tmp_path / "checkpoints" / "best.keras"
+    before = best.read_bytes()
+    # As if an epoch before the interruption had scored far better.
+    log = tmp_path / "training_log.csv"
+    rows = list(csv.DictReader(open(log)))
+    rows[0]["val_mAP"] = "0.999"
+    with open(log, "w", newline="") as f:
+        writer_ = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer_.writeheader()
+        writer_.writerows(rows)
+    _train_in_process("demo.gin", tmp_path, small)
+    assert len(list(csv.DictReader(open(log)))) == 2  # the second run logged
+    assert best.read_bytes() == before
