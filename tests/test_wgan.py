@@ -47,9 +47,18 @@ def test_gradient_penalty_of_a_linear_critic_is_hand_computable():
     # W_p^T w_s at every y*, and GP = (||W_p^T w_s|| - 1)^2 for any interpolation.
     critic = wgan.LabelCritic(C, projection_dim=3, depth=0, conditional=False)
     critic(tf.zeros((1, C)))
-    w_p = critic.label_projection.kernel.numpy()      # [C, 3]
-    w_s = critic.score.kernel.numpy()[:, 0]            # [3]
-    expected = (np.linalg.norm(w_p @ w_s) - 1.0) ** 2
+    # Seeded weights with ||W_p^T w_s|| = 1.8: far from 1, so (norm - 1)^2 is
+    # well conditioned in float32 (random init once put the norm near 1 and
+    # the float32 rounding of the norm above the tolerance).
+    weights = np.random.default_rng(1)
+    w_p = weights.normal(size=(C, 3)).astype("float32")          # [C, 3]
+    w_s = weights.normal(size=3)
+    w_s = (w_s * 1.8 / np.linalg.norm(w_p @ w_s)).astype("float32")  # [3]
+    critic.label_projection.kernel.assign(w_p)
+    critic.score.kernel.assign(w_s[:, None])
+    norm = np.sqrt(np.sum((w_p.astype("float64") @ w_s) ** 2) + 1e-12)
+    expected = (norm - 1.0) ** 2
+    assert abs(norm - 1.8) < 1e-5
     model = wgan.WGANGPClassifier.__new__(wgan.WGANGPClassifier)
     model.critic = critic  # gradient_penalty only needs the critic
     rng = np.random.default_rng(0)
