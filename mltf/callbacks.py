@@ -1,5 +1,6 @@
 """Keras callbacks of mltf's training runs."""
 
+import csv
 import json
 import os
 from typing import Dict, Optional
@@ -9,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from mltf import metrics as metrics_lib
+from pipelines.input import model_input
 
 
 def predict_dataset(model, dataset):
@@ -25,9 +27,7 @@ def predict_dataset(model, dataset):
         model._mltf_infer = infer
     scores, labels = [], []
     for x, y in dataset:
-        if isinstance(x, dict):
-            x = x.get("images", x.get("features"))
-        scores.append(np.asarray(infer(x)))
+        scores.append(np.asarray(infer(model_input(x))))
         labels.append(np.asarray(y))
     if not scores:
         raise ValueError("the evaluation dataset is empty")
@@ -172,7 +172,6 @@ def best_logged(log_path: str, metric: str, mode: str) -> Optional[float]:
         metric: its column.
         mode: ``"min"`` or ``"max"``.
     """
-    import csv
     if not os.path.exists(log_path):
         return None
     values = []

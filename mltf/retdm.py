@@ -48,6 +48,7 @@ import numpy as np
 import tensorflow as tf
 
 from mltf import models, steps
+from pipelines.input import model_input
 
 
 def distinct_label_sets(labels: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -490,8 +491,7 @@ class RETDMClassifier(models.OneOptimizerCompileConfig, keras.Model):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         if sample_weight is not None:
             raise ValueError("RETDMClassifier does not take sample weights")
-        if isinstance(x, dict):
-            x = x.get("images", x.get("features"))
+        x = model_input(x)
         y = tf.cast(y, tf.float32)
         stage = self.stage
         ids, found = self.set_ids(y)
@@ -540,8 +540,7 @@ class RETDMClassifier(models.OneOptimizerCompileConfig, keras.Model):
 
     def test_step(self, data):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
-        if isinstance(x, dict):
-            x = x.get("images", x.get("features"))
+        x = model_input(x)
         logits = self.classifier(x, training=False, return_logits=True)
         self.trackers["bce"].update_state(steps.unscaled(self.classifier.bce(y, logits)))
         return {"bce": self.trackers["bce"].result()}

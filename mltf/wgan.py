@@ -60,6 +60,7 @@ import numpy as np
 import tensorflow as tf
 
 from mltf import models, steps
+from pipelines.input import model_input
 
 
 def replica_uniform(shape, seed, dtype=tf.float32, minval=0.0, maxval=1.0):
@@ -381,8 +382,7 @@ class WGANGPClassifier(keras.Model):
         if not isinstance(x, dict) or ("mismatched_labels" not in x and self.negative_sampling):
             raise ValueError("WGANGPClassifier needs inputs {'images', "
                              "'mismatched_labels'} (InputConfig(with_mismatched=True))")
-        # Feature datasets (e.g. a feature cache) name their inputs "features".
-        images = x.get("images", x.get("features"))
+        images = model_input(x)
         mismatched = x.get("mismatched_labels", y)
         n = tf.shape(y)[0]
         b = n // self.slots
@@ -449,9 +449,7 @@ class WGANGPClassifier(keras.Model):
 
     def test_step(self, data):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
-        if isinstance(x, dict):
-            x = x.get("images", x.get("features"))
-        logits = self.generator(x, training=False, return_logits=True)
+        logits = self.generator(model_input(x), training=False, return_logits=True)
         self.trackers["bce"].update_state(steps.unscaled(self.generator.bce(y, logits)))
         self.trackers["labels_per_image"].update_state(tf.reduce_mean(tf.reduce_sum(
             tf.cast(logits >= 0.0, tf.float32), axis=-1)))

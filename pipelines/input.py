@@ -36,6 +36,15 @@ from pipelines.mismatch import MismatchSampler
 AUTOTUNE = tf.data.AUTOTUNE
 
 
+def model_input(x):
+    """The model's input in an element's ``x``: ``x`` itself, or the
+    ``"images"`` (image datasets) or ``"features"`` (feature datasets) entry
+    when ``x`` is a dict with extras (mismatched label sets, ids)."""
+    if isinstance(x, dict):
+        return x["images"] if "images" in x else x["features"]
+    return x
+
+
 @dataclasses.dataclass
 class InputConfig:
     """How to read one split of an mltf dataset.

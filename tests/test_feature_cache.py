@@ -9,13 +9,12 @@ import os
 import subprocess
 import sys
 
-import gin
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from conftest import read_records, write_image
+from test_train import _train_in_process
 from mltf.backbones import build_backbone
 from mltf.data import schema, writer
 from mltf.data.feature_cache import cache_features
@@ -140,18 +139,6 @@ def test_convert_tool(tmp_path):
         "efficientnet_lite0_imagenet_notop.weights.h5"]
 
 
-def _train(config, model_dir, bindings):
-    from mltf import backbones, retdm, train, wgan  # noqa: F401  (gin)
-    import pipelines  # noqa: F401
-    gin.clear_config()
-    try:
-        gin.parse_config_files_and_bindings(
-            [os.path.join(ROOT, "configs", config)], bindings)
-        return train.train(str(model_dir))
-    finally:
-        gin.clear_config()
-
-
 def test_miml_lite0_feature_configs_run_on_tiny_features(tmp_path):
     """The three cached-feature configs (BCE, WGAN-gp from it, RETDM) on
     Lite0 features (random weights, 32 px) of a tiny image set."""
@@ -162,11 +149,11 @@ def test_miml_lite0_feature_configs_run_on_tiny_features(tmp_path):
     common = [f"pipelines.InputConfig.data_dir = '{feats}'",
               "pipelines.InputConfig.batch_size = 4",
               "mltf.build_backbone.hidden_sizes = (16,)"]
-    _train("miml_scene_lite0_features.gin", tmp_path / "bce",
+    _train_in_process("miml_scene_lite0_features.gin", tmp_path / "bce",
            common + ["mltf.train.epochs = 1"])
     report = json.loads((tmp_path / "bce" / "metrics.json").read_text())
     assert report["method"] == "bce" and report["data_dir"] == feats
-    _train("miml_scene_lite0_features_wgangp.gin", tmp_path / "gan",
+    _train_in_process("miml_scene_lite0_features_wgangp.gin", tmp_path / "gan",
            common + [f"mltf.train.initial_model = "
                      f"'{tmp_path / 'bce' / 'model.keras'}'",
                      "pipelines.InputConfig.batch_size = 1",
@@ -174,7 +161,7 @@ def test_miml_lite0_feature_configs_run_on_tiny_features(tmp_path):
                      "mltf.train.epochs = 1"])
     report = json.loads((tmp_path / "gan" / "metrics.json").read_text())
     assert report["method"] == "wgan_gp"
-    _train("miml_scene_lite0_features_retdm.gin", tmp_path / "retdm",
+    _train_in_process("miml_scene_lite0_features_retdm.gin", tmp_path / "retdm",
            common + ["mltf.build_backbone.embedding_dim = 8",
                      "mltf.build_retdm.label_units = 8",
                      "mltf.build_retdm.k = 2",
@@ -195,11 +182,11 @@ def test_miml_lite0_fine_tune_configs_run_on_tiny_images(tmp_path):
               "pipelines.InputConfig.crop_sizes = (40, 32)",
               "pipelines.InputConfig.batch_size = 2",
               "mltf.train.steps_per_epoch = 1"]
-    _train("miml_scene_lite0.gin", tmp_path / "bce",
+    _train_in_process("miml_scene_lite0.gin", tmp_path / "bce",
            common + ["mltf.train.epochs = 1"])
     model = keras.models.load_model(tmp_path / "bce" / "model.keras")
     assert model.backbone.name == "efficientnet_lite0"
-    _train("miml_scene_lite0_wgangp.gin", tmp_path / "gan",
+    _train_in_process("miml_scene_lite0_wgangp.gin", tmp_path / "gan",
            common + [f"mltf.train.initial_model = "
                      f"'{tmp_path / 'bce' / 'model.keras'}'",
                      "pipelines.InputConfig.batch_size = 1",
@@ -207,7 +194,7 @@ def test_miml_lite0_fine_tune_configs_run_on_tiny_images(tmp_path):
                      "mltf.train.epochs = 1"])
     assert json.loads((tmp_path / "gan" / "metrics.json").read_text())[
         "method"] == "wgan_gp"
-    _train("miml_scene_lite0_retdm.gin", tmp_path / "retdm",
+    _train_in_process("miml_scene_lite0_retdm.gin", tmp_path / "retdm",
            common + ["mltf.build_retdm.k = 2",
                      "mltf.build_retdm.classification_epochs = 1",
                      "mltf.build_retdm.embedding_epochs = 0",

@@ -185,3 +185,13 @@ def test_input_context_shards_without_overlap(tiny_dataset):
                      for i in x["ids"].numpy()])
     assert not set(seen[0]) & set(seen[1])
     assert len(seen[0]) + len(seen[1]) == 18
+
+
+def test_model_input_picks_the_model_tensor():
+    from pipelines import model_input
+    images, features, ids = tf.ones((2, 4, 4, 3)), tf.zeros((2, 5)), tf.constant(["a", "b"])
+    assert model_input(images) is images
+    assert model_input({"images": images, "mismatched_labels": features}) is images
+    assert model_input({"features": features, "ids": ids}) is features
+    with pytest.raises(KeyError):
+        model_input({"ids": ids})
