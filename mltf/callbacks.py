@@ -1,7 +1,5 @@
 """Keras callbacks of mltf's training runs."""
 
-import csv
-import json
 import os
 from typing import Dict, Optional
 
@@ -9,7 +7,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mltf import metrics as metrics_lib
+from mltf import metrics as metrics_lib, run_state
 from pipelines.input import model_input
 
 
@@ -108,8 +106,7 @@ class OperativeConfigWriter(keras.callbacks.Callback):
     def _write(self, step):
         import gin
         text = gin.operative_config_str()
-        with open(os.path.join(self.model_dir, "operative_config.gin"), "w") as f:
-            f.write(text)
+        run_state.atomic_text(os.path.join(self.model_dir, "operative_config.gin"), text)
         writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "config"))
         with writer.as_default():
             # Markdown code block, so TensorBoard keeps the line breaks.
@@ -122,13 +119,6 @@ class OperativeConfigWriter(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self._write(1)
-
-
-def write_json(path: str, data) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
 
 
 class LearningRateLogger(keras.callbacks.Callback):
@@ -157,32 +147,3 @@ def checkpoint_mode(metric: str) -> str:
     """
     lower_is_better = ("loss", "one_error", "coverage")
     return "min" if metric.endswith(lower_is_better) else "max"
-
-
-def best_logged(log_path: str, metric: str, mode: str) -> Optional[float]:
-    """The best value of ``metric`` in a run's ``training_log.csv`` (the
-    epochs finished before an interruption), or None without one.
-
-    A resumed run passes it to ``ModelCheckpoint(initial_value_threshold=)``:
-    a fresh callback would otherwise take the first resumed epoch as the best
-    so far and overwrite a better ``best.keras`` from before the interruption.
-
-    Args:
-        log_path: the CSV log (CSVLogger's format).
-        metric: its column.
-        mode: ``"min"`` or ``"max"``.
-    """
-    if not os.path.exists(log_path):
-        return None
-    values = []
-    with open(log_path, newline="") as f:
-        for row in csv.DictReader(f):
-            try:
-                value = float(row.get(metric) or "nan")
-            except ValueError:
-                continue
-            if np.isfinite(value):
-                values.append(value)
-    if not values:
-        return None
-    return min(values) if mode == "min" else max(values)

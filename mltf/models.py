@@ -39,7 +39,7 @@ class OneOptimizerCompileConfig:
 
 
 @keras.saving.register_keras_serializable(package="mltf")
-class MultiLabelClassifier(OneOptimizerCompileConfig, keras.Model):
+class MultiLabelClassifier(steps.PrebuiltFit, OneOptimizerCompileConfig, keras.Model):
     """Backbone + one dense sigmoid layer per label, trained with BCE.
 
     Args:
@@ -144,14 +144,14 @@ class MultiLabelClassifier(OneOptimizerCompileConfig, keras.Model):
         steps.assign_synced(self.non_trainable_variables, new_non_trainable)
         self.optimizer.apply(grads, self.trainable_variables)
         self._track(steps.unscaled(loss), logits, y)
-        return {m.name: m.result() for m in self.metrics}
+        return steps.step_logs({m.name: m.result() for m in self.metrics})
 
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         logits = self(x, training=False, return_logits=True)
         loss = self.bce(y, logits, sample_weight=sample_weight)
         self._track(steps.unscaled(loss), logits, y)
-        return {m.name: m.result() for m in self.metrics}
+        return steps.step_logs({m.name: m.result() for m in self.metrics})
 
     def _track(self, loss, logits, y):
         batch = tf.shape(logits)[0]

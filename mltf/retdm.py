@@ -241,7 +241,7 @@ class MemoryBank(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="mltf")
-class RETDMClassifier(models.OneOptimizerCompileConfig, keras.Model):
+class RETDMClassifier(steps.PrebuiltFit, models.OneOptimizerCompileConfig, keras.Model):
     """RETDM (seed 001): a classifier trained with a two-way distance metric
     between image and label embeddings and a label reconstruction.
 
@@ -536,14 +536,14 @@ class RETDMClassifier(models.OneOptimizerCompileConfig, keras.Model):
             self.trackers["bank_age"].update_state(age, sample_weight=tf.cast(bank_mask, tf.float32))
             self.trackers["bank_filled"].update_state(
                 tf.reduce_mean(tf.cast(self.bank.last_seen.value >= 0, tf.float32)))
-        return {m.name: m.result() for m in self.metrics}
+        return steps.step_logs({m.name: m.result() for m in self.metrics})
 
     def test_step(self, data):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         x = model_input(x)
         logits = self.classifier(x, training=False, return_logits=True)
         self.trackers["bce"].update_state(steps.unscaled(self.classifier.bce(y, logits)))
-        return {"bce": self.trackers["bce"].result()}
+        return steps.step_logs({"bce": self.trackers["bce"].result()})
 
     def get_config(self):
         config = super().get_config()
@@ -590,8 +590,11 @@ class StageSchedule(keras.callbacks.Callback):
             return
         self.model.set_stage(stage)
         self.model.make_train_function(force=True)
-        for cb in self.plateau_callbacks:
-            cb._reset()  # keras's own restart: wait, cooldown and best
+        if epoch == 0 or self.model.stage_at(epoch - 1) != stage:
+            # A new stage, not a resumed run's first epoch (whose counters
+            # mltf.run_state brought back).
+            for cb in self.plateau_callbacks:
+                cb._reset()  # keras's own restart: wait, cooldown and best
         if self.verbose:
             print(f"RETDM stage {stage} from epoch {epoch + 1}", flush=True)
         self._current = stage

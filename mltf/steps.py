@@ -108,3 +108,36 @@ def assign_replicated(variables: Sequence, values: Sequence, update=None) -> Non
 
 def variable_values(variables):
     return [v.value for v in variables]
+
+
+def multi_worker() -> bool:
+    """Whether the current strategy spans several worker processes."""
+    return isinstance(tf.distribute.get_strategy(),
+                      tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def step_logs(values: dict) -> dict:
+    """A ``train_step``/``test_step`` result for Keras's ``fit``.
+
+    Under MultiWorkerMirroredStrategy, Keras 3.15 reduces every step output
+    with ``strategy.reduce("MEAN", v, axis=0)``, which fails on scalars
+    ("Invalid reduction dimension 0 for input with 0 dimensions",
+    tensorflow/tensorflow#72388); a shape-[1] value reduces to the scalar
+    mean over replicas, as MirroredStrategy's per-replica mean does.
+    """
+    if not multi_worker():
+        return values
+    return {k: tf.reshape(v, [1]) for k, v in values.items()}
+
+
+class PrebuiltFit:
+    """For models that are built (and their optimizers too) before ``fit``:
+    skips Keras's symbolic build of the first batch, a no-op for a built
+    model that still reduces the batch over replicas and so fails under
+    MultiWorkerMirroredStrategy (a ``PerReplica`` batch cannot be reduced
+    there). Mixed in before ``keras.Model``."""
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        if self.built and all(layer.built for layer in self._flatten_layers()):
+            return None
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)

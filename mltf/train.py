@@ -20,15 +20,22 @@ The run folder (``--model_dir``, default ``runs/<config name>``) receives:
 - ``training_log.csv``: one row per epoch;
 - ``checkpoints/last.keras`` and ``checkpoints/best.keras`` (by
   ``checkpoint_metric``);
-- ``backup/``: BackupAndRestore state; a killed run started again with the
-  same command resumes at the start of the epoch it was in;
+- ``backup/``: the committed epoch states (``mltf.run_state``), there while
+  the run is unfinished; a run killed at any instant and started again with
+  the same command resumes at the start of the epoch it was in;
 - ``model.keras``: the final model, with per-class thresholds tuned on the
   evaluation split when ``tune_thresholds``;
 - ``metrics.json``: the final evaluation (keys: ``mltf.metrics``).
+
+Under MultiWorkerMirroredStrategy (``TF_CONFIG``) only the chief writes the
+run folder; the other workers write into temporary folders of their own.
 """
 
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 import time
 from typing import Optional, Sequence
 
@@ -44,7 +51,8 @@ flags.DEFINE_string("model_dir", None, "Run folder (default: runs/<first config'
 flags.DEFINE_bool("overwrite", False, "Replace a finished run in --model_dir (an interrupted one is resumed).")
 
 # What a run writes; --overwrite removes exactly these, nothing else.
-RUN_FILES = ("metrics.json", "model.keras", "training_log.csv", "operative_config.gin")
+RUN_FILES = ("metrics.json", "model.keras", "training_log.csv", "operative_config.gin",
+             "pretrained.keras", "pretrain_log.csv")
 RUN_DIRS = ("checkpoints", "tensorboard")
 
 
@@ -52,7 +60,6 @@ def prepare_run_dir(model_dir: str, overwrite: bool) -> str:
     """``"new"``, ``"resume"`` (an interrupted run left a backup) or
     ``"overwrite"``; raises FileExistsError for a finished run without
     ``overwrite``."""
-    import shutil
     if os.path.isdir(os.path.join(model_dir, "backup")):
         return "resume"
     finished = [n for n in RUN_FILES + RUN_DIRS if os.path.exists(os.path.join(model_dir, n))]
@@ -89,6 +96,14 @@ def _register_externals():
 _register_externals()
 
 
+def in_scope(optimizer):
+    """A copy of ``optimizer`` made in the current strategy scope: gin builds
+    the configured optimizers before ``train`` runs, outside the scope, and an
+    optimizer keeps the strategy it was made in."""
+    import keras
+    return keras.optimizers.deserialize(keras.optimizers.serialize(optimizer))
+
+
 @gin.configurable(module="mltf", denylist=["model_dir"])
 def train(model_dir: str,
           epochs: int = 10,
@@ -102,7 +117,7 @@ def train(model_dir: str,
           strategy: str = "auto",
           checkpoint_metric: str = "val_mAP",
           eval_every: int = 1,
-          backup_every: str = "epoch",
+          backup_keep: int = 2,
           callbacks: Sequence = (),
           tune_thresholds: bool = True,
           seed: int = 0,
@@ -133,8 +148,11 @@ def train(model_dir: str,
       checkpoint_metric: log key that picks ``checkpoints/best.keras``
         (``val_<metric key>``; ``val_loss`` is minimised, others maximised).
       eval_every: full-set evaluation every this many epochs.
-      backup_every: BackupAndRestore frequency: ``"epoch"`` (resume at the
-        start of the interrupted epoch, with the state it started with).
+      backup_keep: committed epoch states kept in ``backup/`` (the newest;
+        an older one is the fallback if the newest is damaged; 1 halves the
+        disk a large model's backup takes). A killed run resumes at the start
+        of the epoch it was in, from the state that epoch started with
+        (``mltf.run_state``).
       callbacks: extra Keras callbacks (e.g.
         ``@keras.callbacks.ReduceLROnPlateau()``, which can monitor
         ``val_loss``: the full-set evaluation logs it).
@@ -162,16 +180,24 @@ def train(model_dir: str,
     import keras
     import numpy as np
     from mltf import backbones, callbacks as mltf_callbacks, distribute, metrics, models
+    from mltf import run_state
     from mltf import steps as steps_lib
     from mltf.data import schema
     import pipelines
     from pipelines import preprocessing
 
-    os.makedirs(model_dir, exist_ok=True)
     if optimizer is not None and learning_rate is not None:
         raise ValueError("bind either mltf.train.optimizer or mltf.train.learning_rate, "
                          "not both (the optimizer carries its own learning rate)")
     strategy_obj = distribute.make_strategy(strategy)
+    chief = distribute.is_chief(strategy_obj)
+    run_dir = model_dir
+    if not chief:
+        # The run folder is the chief's; another worker's writes go to a
+        # folder of its own, removed when it ends.
+        model_dir = tempfile.mkdtemp(prefix=f"mltf-{distribute.task_name(strategy_obj)}-")
+        atexit.register(shutil.rmtree, model_dir, True)
+    os.makedirs(model_dir, exist_ok=True)
     train_cfg, eval_cfg = pipelines.input_configs()
     distribute.check_batch(train_cfg.batch_size, strategy_obj)
     info = schema.read_info(train_cfg.data_dir)
@@ -191,9 +217,14 @@ def train(model_dir: str,
         raise ValueError("with method='retdm', stage 1 (BCE) is "
                          "mltf.build_retdm.classification_epochs, not pretrain_epochs")
     pretrained_path = os.path.join(model_dir, "pretrained.keras")
-    if method == "wgan_gp" and initial_model is None and os.path.exists(pretrained_path):
-        initial_model = pretrained_path  # a resumed run: the BCE phase is done
+    # A resumed run whose BCE phase is done; the chief decides for all workers.
+    pretrained = distribute.broadcast_flag(
+        strategy_obj, method == "wgan_gp" and initial_model is None
+        and os.path.exists(pretrained_path))
+    if pretrained:
         pretrain_epochs = 0
+        if chief:
+            initial_model = pretrained_path
     with strategy_obj.scope():
         if initial_model:
             if not os.path.isfile(initial_model):
@@ -211,8 +242,11 @@ def train(model_dir: str,
             model.build((None,) + tuple(input_shape))
         if optimizer is None:
             optimizer = keras.optimizers.Adam(learning_rate or 1e-3)
+        optimizer = in_scope(optimizer)
         if method != "retdm":  # RETDM's optimizer trains more than the classifier
             model.compile(optimizer=optimizer, xla=steps_lib.resolve_xla(xla))
+    if pretrained:  # only the chief loaded it (a fresh net of the same shape elsewhere)
+        distribute.broadcast_variables(strategy_obj, model.variables)
 
     def resolve(cfg):
         if cfg.preprocessing == "auto":
@@ -232,15 +266,27 @@ def train(model_dir: str,
             return pipelines.distributed_dataset(strategy_obj, cfg)
         return pipelines.make_dataset(cfg, info=info)
 
+    log_dir = os.path.join(model_dir, "tensorboard")
+    backup_dir = os.path.join(model_dir, "backup")
+
+    def phase_state(name, log_name, extra_callbacks, **kwargs):
+        return run_state.RunState(
+            backup_dir=os.path.join(backup_dir, *([name] if name != "run" else [])),
+            log_path=os.path.join(model_dir, log_name), callbacks=extra_callbacks,
+            writer=chief, strategy=strategy_obj, keep=backup_keep, name=name, **kwargs)
+
     if method == "wgan_gp" and pretrain_epochs > 0:
         pre = mltf_callbacks.FullSetEvaluation(eval_ds, every=eval_every)
-        model.fit(train_dataset(train_cfg), epochs=pretrain_epochs,
+        pre_state = phase_state("pretraining", "pretrain_log.csv", [],
+                                tensorboard_dir=os.path.join(log_dir, "pretrain"))
+        done = pre_state.restore(model)
+        model.fit(train_dataset(train_cfg), epochs=pretrain_epochs, initial_epoch=done,
                   steps_per_epoch=steps_per_epoch or max(1, num_train // train_cfg.batch_size),
-                  callbacks=[pre, mltf_callbacks.TerminateOnNaNWithMessage(),
-                             keras.callbacks.CSVLogger(
-                                 os.path.join(model_dir, "pretrain_log.csv"))],
+                  callbacks=[pre, mltf_callbacks.TerminateOnNaNWithMessage(), pre_state],
                   verbose=verbose)
-        model.save(pretrained_path)
+        if chief:
+            run_state.save_model(model, pretrained_path)
+        pre_state.close()
 
     fit_model = model
     if method == "wgan_gp":
@@ -251,8 +297,9 @@ def train(model_dir: str,
             fit_model = wgan.build_wgan(model, critic, fext)
             fit_model.build((None,) + tuple(input_shape))
             fit_model.compile(
-                critic_optimizer=critic_optimizer or keras.optimizers.Adam(1e-4),
-                generator_optimizer=generator_optimizer or keras.optimizers.Adam(1e-4),
+                critic_optimizer=in_scope(critic_optimizer or keras.optimizers.Adam(1e-4)),
+                generator_optimizer=in_scope(generator_optimizer
+                                             or keras.optimizers.Adam(1e-4)),
                 xla=steps_lib.resolve_xla(xla))
         # One step draws `slots` fresh batches (see mltf.wgan).
         train_cfg.with_mismatched = fit_model.negative_sampling
@@ -270,31 +317,21 @@ def train(model_dir: str,
     train_ds = train_dataset(train_cfg)
     steps = steps_per_epoch or max(1, num_train // train_cfg.batch_size)
 
-    log_dir = os.path.join(model_dir, "tensorboard")
-    ckpt_dir = os.path.join(model_dir, "checkpoints")
-    os.makedirs(ckpt_dir, exist_ok=True)
     evaluation = mltf_callbacks.FullSetEvaluation(eval_ds, every=eval_every)
-    mode = mltf_callbacks.checkpoint_mode(checkpoint_metric)
-    best_path = os.path.join(ckpt_dir, "best.keras")
-    log_path = os.path.join(model_dir, "training_log.csv")
-    # On resume, the best epoch before the interruption is still the one to beat.
-    best_so_far = (mltf_callbacks.best_logged(log_path, checkpoint_metric, mode)
-                   if os.path.exists(best_path) else None)
+    extra = [*stage_cbs, *callbacks]
+    state = phase_state("run", "training_log.csv", extra, tensorboard_dir=log_dir,
+                        checkpoint_dir=os.path.join(model_dir, "checkpoints"),
+                        checkpoint_metric=checkpoint_metric,
+                        mode=mltf_callbacks.checkpoint_mode(checkpoint_metric))
+    initial_epoch = state.restore(fit_model)
     cbs = [*stage_cbs, evaluation, mltf_callbacks.LearningRateLogger(),
-           mltf_callbacks.TerminateOnNaNWithMessage(),
-           *callbacks,
-           keras.callbacks.ModelCheckpoint(os.path.join(ckpt_dir, "last.keras")),
-           keras.callbacks.ModelCheckpoint(best_path, monitor=checkpoint_metric,
-                                           mode=mode, save_best_only=True,
-                                           initial_value_threshold=best_so_far),
-           keras.callbacks.BackupAndRestore(os.path.join(model_dir, "backup"),
-                                            save_freq=backup_every),
-           keras.callbacks.CSVLogger(log_path, append=True),
-           keras.callbacks.TensorBoard(log_dir=log_dir),
-           mltf_callbacks.OperativeConfigWriter(model_dir, log_dir)]
+           mltf_callbacks.TerminateOnNaNWithMessage(), *callbacks]
+    if chief:
+        cbs.append(mltf_callbacks.OperativeConfigWriter(model_dir, log_dir))
+    cbs.append(state)  # last: it commits the logs the others wrote
     start = time.time()
-    history = fit_model.fit(train_ds, epochs=epochs, steps_per_epoch=steps, callbacks=cbs,
-                        verbose=verbose)
+    fit_model.fit(train_ds, epochs=epochs, initial_epoch=initial_epoch,
+                            steps_per_epoch=steps, callbacks=cbs, verbose=verbose)
     train_seconds = time.time() - start
     if any(getattr(c, "stopped_at", None) is not None for c in cbs):
         raise FloatingPointError("training stopped on a NaN or infinite loss")
@@ -305,21 +342,28 @@ def train(model_dir: str,
     if tune_thresholds:
         thresholds = metrics.tune_thresholds(y, s)
         model.set_thresholds(thresholds)
-    model.save(os.path.join(model_dir, "model.keras"))
+    if chief:
+        run_state.save_model(model, os.path.join(model_dir, "model.keras"))
     report = {"split": eval_cfg.split, "data_dir": eval_cfg.data_dir,
               "metrics": results, "thresholds": [float(t) for t in thresholds],
-              "label_names": info.label_names, "epochs": len(history.epoch),
+              "label_names": info.label_names, "epochs": len(state.rows),
               "train_seconds": round(train_seconds, 1),
-              "replicas": strategy_obj.num_replicas_in_sync, "method": method,
+              "replicas": strategy_obj.num_replicas_in_sync,
+              "workers": distribute.num_workers(strategy_obj), "method": method,
               "steps_per_epoch": steps, "global_batch": train_cfg.batch_size}
     if method == "retdm":
         report["retdm"] = {key: fit_model.get_config()[key] for key in (
             "num_sets", "k", "alpha", "beta", "lam", "two_way", "negatives",
             "classification_epochs", "embedding_epochs")}
-    mltf_callbacks.write_json(os.path.join(model_dir, "metrics.json"), report)
+    if chief:
+        run_state.write_json(os.path.join(model_dir, "metrics.json"), report)
+        state.close()  # last: a kill before this resumes and writes them again
+    else:
+        shutil.rmtree(model_dir, ignore_errors=True)
     print(f"\n{metrics.format_table(results)}\n"
           f"(split {eval_cfg.split!r} of {eval_cfg.data_dir}; threshold 0.5; "
-          f"training {train_seconds:.0f} s; run folder {model_dir})")
+          f"training {train_seconds:.0f} s; run folder {run_dir}"
+          f"{'' if chief else ', written by the chief'})")
     return results
 
 
@@ -341,13 +385,37 @@ def main(argv):
     except (ValueError, KeyError, TypeError, SyntaxError) as e:
         print(f"mltf.train: error in the gin config: {e}", file=sys.stderr)
         return 2
+    import tensorflow as tf
+    from mltf import distribute, run_state
     try:
-        state = prepare_run_dir(model_dir, FLAGS.overwrite)
-        if state == "resume":
-            print(f"mltf.train: resuming the interrupted run in {model_dir}", flush=True)
-        train(model_dir)
-    except (FileNotFoundError, FileExistsError, FloatingPointError) as e:
+        kind = gin.query_parameter("mltf.train.strategy")
+    except ValueError:
+        kind = "auto"  # train's default
+    try:
+        distribute.make_strategy(kind)  # before gin builds the optimizers
+    except (ValueError, RuntimeError) as e:
         print(f"mltf.train: error: {e}", file=sys.stderr)
+        return 2
+    try:
+        # Only the chief of a multi-worker run touches the run folder.
+        if distribute.tf_config_is_chief():
+            state = prepare_run_dir(model_dir, FLAGS.overwrite)
+            if state == "resume":
+                print(f"mltf.train: resuming the interrupted run in {model_dir}", flush=True)
+        train(model_dir)
+    except (FileNotFoundError, FileExistsError, FloatingPointError,
+            run_state.RunStateError) as e:
+        print(f"mltf.train: error: {e}", file=sys.stderr)
+        return 1
+    except (tf.errors.UnavailableError, tf.errors.AbortedError,
+            tf.errors.DeadlineExceededError) as e:
+        if not os.environ.get("TF_CONFIG"):
+            raise
+        first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+        print(f"mltf.train: error: another worker of this multi-worker run stopped "
+              f"({type(e).__name__}: {first}). The run folder holds every epoch "
+              "finished so far: start all workers again with the same command to "
+              "resume.", file=sys.stderr)
         return 1
     return 0
 

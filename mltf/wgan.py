@@ -166,7 +166,7 @@ def frozen_copy(backbone: keras.Model) -> keras.Model:
 
 
 @keras.saving.register_keras_serializable(package="mltf")
-class WGANGPClassifier(keras.Model):
+class WGANGPClassifier(steps.PrebuiltFit, keras.Model):
     """A classifier trained against a conditional WGAN-gp critic.
 
     ``call`` (and so ``predict``/``evaluate``) is the generator's: label
@@ -282,6 +282,21 @@ class WGANGPClassifier(keras.Model):
         self.xla = bool(xla)
         self._critic_fn = self._generator_fn = None
         self._features_fn = self._logits_fn = None
+
+    def get_compile_config(self):
+        if getattr(self, "critic_optimizer", None) is None:
+            return None
+        return {"critic_optimizer": keras.optimizers.serialize(self.critic_optimizer),
+                "generator_optimizer": keras.optimizers.serialize(self.generator_optimizer),
+                "xla": self.xla}
+
+    def compile_from_config(self, config):
+        """Re-compiles a loaded model with its two optimizers, so their state
+        (and the generator-update counter that keys the noise) loads too."""
+        config = dict(config)
+        for key in ("critic_optimizer", "generator_optimizer"):
+            config[key] = keras.optimizers.deserialize(config[key])
+        self.compile(**config)
 
     @property
     def metrics(self):
@@ -445,7 +460,7 @@ class WGANGPClassifier(keras.Model):
             / float(self.n_critic))
         for key, value in gen_stats.items():
             self.trackers[key].update_state(value)
-        return {m.name: m.result() for m in self.metrics}
+        return steps.step_logs({m.name: m.result() for m in self.metrics})
 
     def test_step(self, data):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
@@ -453,7 +468,7 @@ class WGANGPClassifier(keras.Model):
         self.trackers["bce"].update_state(steps.unscaled(self.generator.bce(y, logits)))
         self.trackers["labels_per_image"].update_state(tf.reduce_mean(tf.reduce_sum(
             tf.cast(logits >= 0.0, tf.float32), axis=-1)))
-        return {m.name: m.result() for m in self.metrics}
+        return steps.step_logs({m.name: m.result() for m in self.metrics})
 
     def get_config(self):
         config = super().get_config()

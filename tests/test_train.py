@@ -4,10 +4,8 @@ errors, two replicas with XLA, kill -9 and resume, the COCO config."""
 import csv
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import gin
 import keras
@@ -115,38 +113,6 @@ def test_two_replicas_keep_xla(demo_dir, tmp_path):
     assert "Compiled cluster using XLA" in proc.stderr  # TF's own log line
     report = json.loads((tmp_path / "metrics.json").read_text())
     assert report["replicas"] == 2
-
-
-def test_killed_run_resumes_without_losing_an_epoch(demo_dir, tmp_path):
-    steps, epochs = 30, 3
-    args = ["--config=configs/demo.gin", f"--model_dir={tmp_path}",
-            *[f"--gin_bindings={b}" for b in tiny_bindings(
-                demo_dir, **{"mltf.train.epochs": epochs,
-                             "mltf.train.steps_per_epoch": steps,
-                             "mltf.train.xla": False})]]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    proc = subprocess.Popen([sys.executable, "-m", "mltf.train", *args], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    log = tmp_path / "training_log.csv"
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        if log.exists() and len(log.read_text().splitlines()) >= 2:  # header + epoch 0
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run ended before it could be killed"
-    time.sleep(0.3)  # into epoch 1
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    killed_rows = len(log.read_text().splitlines()) - 1
-    assert killed_rows < epochs
-    assert not (tmp_path / "metrics.json").exists()
-    done = run_train(args)
-    assert done.returncode == 0, done.stderr[-3000:]
-    rows = list(csv.DictReader(open(log)))
-    assert [int(r["epoch"]) for r in rows] == list(range(epochs))
-    model = keras.models.load_model(tmp_path / "model.keras")
-    # The optimizer state was restored: exactly epochs * steps updates in all.
-    assert int(model.optimizer.iterations.numpy()) == epochs * steps
 
 
 def test_coco_vgg16_config_runs_on_a_tiny_coco_tree(tmp_path):
@@ -353,35 +319,8 @@ def test_vgg16_retdm_paper_configs_run_on_a_tiny_coco_tree(config, tmp_path):
     assert model.backbone.output.shape[-1] == 512  # Phi_cnn's layer
 
 
-def test_best_logged_reads_the_csv_log(tmp_path):
-    from mltf.callbacks import best_logged, checkpoint_mode
-    log = tmp_path / "training_log.csv"
-    assert best_logged(str(log), "val_mAP", "max") is None
-    log.write_text("epoch,val_loss,val_mAP\n0,0.9,0.5\n1,0.7,nan\n2,0.8,0.6\n3,,\n")
-    assert best_logged(str(log), "val_mAP", "max") == 0.6
-    assert best_logged(str(log), "val_loss", "min") == 0.7
-    assert best_logged(str(log), "val_CF1", "max") is None
+def test_checkpoint_mode_minimises_losses_and_ranking_errors():
+    from mltf.callbacks import checkpoint_mode
     assert [checkpoint_mode(m) for m in ("val_mAP", "val_loss", "val_hamming_loss",
                                          "val_one_error", "val_coverage", "val_CF1")] == [
         "max", "min", "min", "min", "min", "max"]
-
-
-def test_resumed_run_keeps_the_best_checkpoint_of_earlier_epochs(demo_dir, tmp_path):
-    """A run resumed after an interruption must not replace best.keras with a
-    worse epoch: the best logged before the interruption still counts."""
-    small = tiny_bindings(demo_dir, **{"mltf.train.epochs": 1,
-                                       "mltf.train.steps_per_epoch": 2})
-    _train_in_process("demo.gin", tmp_path, small)
-    best = tmp_path / "checkpoints" / "best.keras"
-    before = best.read_bytes()
-    # As if an epoch before the interruption had scored far better.
-    log = tmp_path / "training_log.csv"
-    rows = list(csv.DictReader(open(log)))
-    rows[0]["val_mAP"] = "0.999"
-    with open(log, "w", newline="") as f:
-        writer_ = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer_.writeheader()
-        writer_.writerows(rows)
-    _train_in_process("demo.gin", tmp_path, small)
-    assert len(list(csv.DictReader(open(log)))) == 2  # the second run logged
-    assert best.read_bytes() == before
