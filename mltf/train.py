@@ -229,7 +229,14 @@ def train(model_dir: str,
         if initial_model:
             if not os.path.isfile(initial_model):
                 raise FileNotFoundError(f"initial_model not found: {initial_model}")
-            model = keras.models.load_model(initial_model, compile=False)
+            try:
+                model = keras.models.load_model(initial_model, compile=False)
+            except Exception as e:  # a truncated or foreign file: say which
+                raise run_state.RunStateError(
+                    f"{initial_model} cannot be loaded as a Keras model "
+                    f"({type(e).__name__}: {str(e)[:300]})"
+                    + ("; it is this run's BCE phase: delete it to run that phase again"
+                       if initial_model == pretrained_path else "")) from None
             if getattr(model, "num_labels", None) != info.num_labels:
                 raise ValueError(f"{initial_model} predicts {getattr(model, 'num_labels', '?')} "
                                  f"labels, the dataset has {info.num_labels}")

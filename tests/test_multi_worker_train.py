@@ -34,13 +34,13 @@ def free_ports(n):
     return ports
 
 
-def launch(args, tmp_path, tag, workers=2):
+def launch(args, tmp_path, tag, workers=2, log_level="3"):
     """Starts the workers; returns (processes, log paths)."""
     hosts = [f"127.0.0.1:{p}" for p in free_ports(workers)]
     (tmp_path / "tmp").mkdir(exist_ok=True)
     procs, logs = [], []
     for i in range(workers):
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TMPDIR=str(tmp_path / "tmp"),
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=log_level, TMPDIR=str(tmp_path / "tmp"),
                    TF_CONFIG=json.dumps({"cluster": {"worker": hosts},
                                          "task": {"type": "worker", "index": i}}))
         log = tmp_path / f"{tag}.worker{i}.log"
@@ -65,14 +65,18 @@ def wait_all(procs, logs, limit=LIMIT):
     return [p.returncode for p in procs], [open(log).read() for log in logs]
 
 
-@pytest.mark.parametrize("method,epochs,steps", [("bce", 2, 3), ("wgan_gp", 2, 2),
-                                                 ("retdm", 3, 2)])
-def test_two_workers_train_and_only_the_chief_writes(method, epochs, steps, demo_dir,
+@pytest.mark.parametrize("method,epochs,steps,xla", [
+    ("bce", 2, 3, True), ("wgan_gp", 2, 2, False), ("retdm", 3, 2, False)])
+def test_two_workers_train_and_only_the_chief_writes(method, epochs, steps, xla, demo_dir,
                                                       tmp_path):
     run = tmp_path / "run"
-    procs, logs = launch(_args(str(run), method, demo_dir, epochs, steps), tmp_path, "job")
+    args = _args(str(run), method, demo_dir, epochs, steps) + [
+        f"--gin_bindings=mltf.train.xla = {xla}"]
+    procs, logs = launch(args, tmp_path, "job", log_level="0" if xla else "3")
     codes, outputs = wait_all(procs, logs)
     assert codes == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+    if xla:  # the per-replica step compiled on both workers (TF's own log line)
+        assert all("Compiled cluster using XLA" in out for out in outputs)
     assert "written by the chief" in outputs[1]
     report = json.loads((run / "metrics.json").read_text())
     assert (report["workers"], report["replicas"]) == (2, 2)

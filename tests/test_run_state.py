@@ -262,3 +262,54 @@ def test_a_keras_backup_of_an_earlier_version_resumes(tmp_path, capsys):
 def test_csv_text_unions_columns_in_csvlogger_order():
     text = run_state.csv_text([{"epoch": 0, "loss": 1.0}, {"epoch": 1, "loss": 0.5, "b": 2.0}])
     assert text.splitlines() == ["epoch,b,loss", "0,,1.0", "1,2.0,0.5"]
+
+
+def _state_round_trip(tmp_path, model, fresh, fit):
+    """Trains ``model`` a little, commits an epoch, restores into ``fresh``
+    and returns both models' state variables by path."""
+    fit(model)
+    state = make_state(tmp_path)
+    state.restore(model)
+    state.set_model(model)
+    state.on_epoch_end(0, {"val_mAP": 0.5})
+    assert make_state(tmp_path).restore(fresh) == 1
+    # In creation order (auto-numbered names differ between the two models).
+    before = {f"{i}:{v.path}": keras.ops.convert_to_numpy(v)
+              for i, v in enumerate(run_state.state_variables(model))}
+    after = [keras.ops.convert_to_numpy(v) for v in run_state.state_variables(fresh)]
+    assert len(before) == len(after)
+    return before, dict(zip(before, after))
+
+
+def test_wgan_state_round_trip_keeps_both_optimizers_critic_and_noise_key(tmp_path):
+    from test_wgan import make_wgan, toy_batch
+    def fit(model):
+        for seed in range(2):
+            x, y, mis = toy_batch(model.slots * 4, seed=seed)
+            model.train_on_batch({"images": x, "mismatched_labels": mis}, y)
+
+    model = make_wgan(seed=0)
+    before, after = _state_round_trip(tmp_path, model, make_wgan(seed=9), fit)
+    assert before.keys() == after.keys()
+    for key in before:
+        np.testing.assert_array_equal(before[key], after[key], err_msg=key)
+    assert int(model.generator_optimizer.iterations.numpy()) > 0
+    assert int(model.critic_optimizer.iterations.numpy()) == (
+        model.n_critic * int(model.generator_optimizer.iterations.numpy()))
+    assert any("critic" in k for k in before) and any("seed" in k for k in before)
+
+
+def test_retdm_state_round_trip_keeps_the_memory_bank_and_its_age(tmp_path):
+    from test_retdm import _data, _tiny
+    x, y = _data(32)
+
+    def fit(model):
+        model.set_stage(3)
+        model.fit(x, y, batch_size=8, epochs=2, verbose=0)
+
+    model = _tiny(y)
+    before, after = _state_round_trip(tmp_path, model, _tiny(y, seed=7), fit)
+    for key in before:
+        np.testing.assert_array_equal(before[key], after[key], err_msg=key)
+    bank = [k for k in before if k.endswith("last_seen")]
+    assert bank and before[bank[0]].max() > 0  # the bank was written and came back

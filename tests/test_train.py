@@ -324,3 +324,14 @@ def test_checkpoint_mode_minimises_losses_and_ranking_errors():
     assert [checkpoint_mode(m) for m in ("val_mAP", "val_loss", "val_hamming_loss",
                                          "val_one_error", "val_coverage", "val_CF1")] == [
         "max", "min", "min", "min", "min", "max"]
+
+
+def test_a_damaged_initial_model_is_a_clear_error(demo_dir, tmp_path):
+    bad = tmp_path / "bad.keras"
+    bad.write_bytes(b"PK\x03\x04 not really a zip")
+    proc = run_train(["--config=configs/demo.gin", f"--model_dir={tmp_path / 'run'}",
+                      *[f"--gin_bindings={b}" for b in tiny_bindings(
+                          demo_dir, **{"mltf.train.initial_model": f"'{bad}'"})]])
+    assert proc.returncode == 1
+    assert f"{bad} cannot be loaded as a Keras model" in proc.stderr
+    assert "Traceback" not in proc.stderr
