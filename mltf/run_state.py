@@ -462,6 +462,9 @@ class RunState(keras.callbacks.Callback):
         self._callback_states = chosen.get("callbacks", {})
         self.epochs_done = int(chosen["epoch"])
         if self.writer:
+            # Temporaries of writes the kill cut off (the CSV log, model.keras,
+            # metrics.json, the operative config live beside the log).
+            remove_temporaries(os.path.dirname(os.path.abspath(self.log_path)))
             self._publish(chosen.get("publish", []))
             self._write_logs(all_events=True)
             print(f"mltf.train: {message}; {update_count(model):,} optimizer updates so far",

@@ -415,7 +415,7 @@ def main(argv):
         print(f"mltf.train: error: {e}", file=sys.stderr)
         return 1
     except (tf.errors.UnavailableError, tf.errors.AbortedError,
-            tf.errors.DeadlineExceededError) as e:
+            tf.errors.DeadlineExceededError, tf.errors.CancelledError) as e:
         if not os.environ.get("TF_CONFIG"):
             raise
         first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__

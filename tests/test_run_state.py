@@ -83,11 +83,15 @@ def test_resume_restores_weights_optimizer_rows_best_and_logs(tmp_path):
     expected = weights_of(model)
 
     resumed = tiny_model(seed=1)  # different init: the restore must overwrite it
+    # What a kill inside a write leaves beside the log (and in the backup).
+    (tmp_path / ".tmp-123-log.csv").write_text("epoch,lo")
+    (tmp_path / "backup" / ".tmp-123-weights-000004.weights.h5").write_bytes(b"\x89HDF")
     state2 = make_state(tmp_path)
     assert state2.restore(resumed) == 3
     for a, b in zip(expected, weights_of(resumed)):
         np.testing.assert_array_equal(a, b)
     assert int(resumed.optimizer.iterations.numpy()) == 3
+    assert not (tmp_path / ".tmp-123-log.csv").exists()
     assert state2.best == {"metric": "val_mAP", "value": 0.9, "epoch": 1}
     rows = list(csv.DictReader(open(tmp_path / "log.csv")))
     assert [r["epoch"] for r in rows] == ["0", "1", "2"]
