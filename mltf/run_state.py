@@ -275,8 +275,11 @@ def callback_states(callbacks) -> Dict:
         if hasattr(cb, "get_state"):
             state = cb.get_state()
         else:
-            state = {k: _scalar(getattr(cb, k)) for k in CALLBACK_STATE
-                     if hasattr(cb, k) and (getattr(cb, k) is None or _scalar(getattr(cb, k)) is not None)}
+            state = {}
+            for key in CALLBACK_STATE:
+                value = getattr(cb, key, "absent")
+                if value is None or _scalar(value) is not None:
+                    state[key] = None if value is None else _scalar(value)
         if state:
             out[f"{i}:{type(cb).__name__}"] = state
     return out
@@ -414,10 +417,11 @@ class RunState(keras.callbacks.Callback):
             return epoch, None, None, f"{name}: unreadable ({e})"
         if not os.path.isfile(weights):
             return epoch, None, None, f"{name}: its weights file {state['weights']} is missing"
-        size = os.path.getsize(weights)
-        if size != state.get("weights_size"):
+        size, recorded = os.path.getsize(weights), state.get("weights_size")
+        if size != recorded:
+            recorded = f"{recorded:,}" if isinstance(recorded, int) else repr(recorded)
             return epoch, None, None, (f"{name}: {state['weights']} has {size:,} bytes, "
-                                       f"the state recorded {state.get('weights_size'):,}")
+                                       f"the state recorded {recorded}")
         if sha256(weights) != state.get("weights_sha256"):
             return epoch, None, None, f"{name}: {state['weights']} does not match its SHA-256"
         return epoch, state, weights, None
