@@ -157,6 +157,20 @@ def metric_loss_in_batch(anchor, positive, candidates, mask):
     return _metric_from_distances(_distance(anchor, positive), d_neg, mask)
 
 
+def _scatter_or_assign(var, value):
+    if isinstance(value, tf.IndexedSlices):
+        return var.scatter_update(value)
+    return var.assign(value)
+
+
+def _all_replicas(*tensors):
+    """The tensors of every replica, concatenated in replica order."""
+    ctx = tf.distribute.get_replica_context()
+    if ctx is not None and ctx.num_replicas_in_sync > 1:
+        return ctx.all_gather(list(tensors), axis=0)
+    return list(tensors)
+
+
 @keras.saving.register_keras_serializable(package="mltf")
 class MemoryBank(keras.layers.Layer):
     """Running averages of image embeddings, one row per distinct label set.
@@ -169,8 +183,9 @@ class MemoryBank(keras.layers.Layer):
 
     Under a MirroredStrategy the batch's ids and embeddings are all-gathered
     first, so every replica applies the same update and the bank equals the
-    single-device one. Only visited rows are written (a scatter), so a step
-    costs O(batch x d), not O(num_sets x d).
+    single-device one. Only visited rows of the bank are written (a scatter),
+    so its update costs O(batch x d), not O(num_sets x d); ``last_seen``
+    (num_sets int32) is rewritten whole (see ``prepare``).
 
     Args:
       num_sets: D, distinct training label sets.
@@ -195,14 +210,54 @@ class MemoryBank(keras.layers.Layer):
     def filled(self, set_ids):
         return tf.gather(self.last_seen.value, set_ids) >= 0
 
-    def age(self, set_ids, step):
-        """Steps since each row's last refresh (meaningless where not filled)."""
-        return tf.cast(step, tf.int32) - tf.gather(self.last_seen.value, set_ids)
+    def age(self, set_ids, step, last_seen=None):
+        """Steps since each row's last refresh (meaningless where not filled);
+        ``last_seen``: ``update``'s result instead of the variable."""
+        last_seen = self.last_seen.value if last_seen is None else last_seen
+        return tf.cast(step, tf.int32) - tf.gather(last_seen, set_ids)
 
     def lookup(self, set_ids):
         return tf.gather(self.bank.value, set_ids)
 
-    def update(self, set_ids, embeddings, valid, step):
+    def prepare(self, set_ids, valid, lookup_ids=None):
+        """Everything a step reads from the bank, read before its update:
+        ``last_seen`` once, whole, and the bank rows of ``lookup_ids`` (J2's
+        neighbours) and of the (global) batch's sets in one gather. Pass the
+        result to ``update``, which builds the new rows and the new
+        ``last_seen`` from these reads, so data flow orders every read of the
+        step before the writes.
+
+        A control edge alone did not: under a MirroredStrategy (2 logical
+        CPUs, TF 2.21) Grappler's dependency optimizer dropped the edge from
+        a ``filled`` read of ``last_seen`` to its scatter as redundant (a
+        path through the gradient all-reduce and the bank's all-gather that
+        a later rewrite removed), and about one step in 20 the J2 mask saw
+        that step's own update.
+
+        Args:
+          set_ids: [B] int32 set index of each example of this replica.
+          valid: [B] bool, as in ``update``.
+          lookup_ids: optional int32 ids of rows to read for the step.
+
+        Returns:
+          A dict: ``rows`` [*lookup_ids.shape, d] and ``filled`` (of
+          ``lookup_ids``) and the update's inputs.
+        """
+        set_ids, valid = _all_replicas(set_ids, tf.cast(valid, tf.int32))
+        keep = valid > 0
+        sets, slot = tf.unique(tf.boolean_mask(set_ids, keep))
+        last_seen = tf.convert_to_tensor(self.last_seen.value)
+        if lookup_ids is None:
+            lookup_ids = tf.zeros([0], tf.int32)
+        flat = tf.reshape(lookup_ids, [-1])
+        rows = tf.gather(self.bank.value, tf.concat([flat, sets], 0))
+        n = tf.size(flat)
+        return {"rows": tf.reshape(rows[:n], tf.concat([tf.shape(lookup_ids), [self.dim]], 0)),
+                "filled": tf.gather(last_seen, lookup_ids) >= 0,
+                "keep": keep, "sets": sets, "slot": slot, "old": rows[n:],
+                "last_seen": last_seen}
+
+    def update(self, set_ids, embeddings, valid, step, prepared=None):
         """Folds a batch in.
 
         Args:
@@ -210,28 +265,34 @@ class MemoryBank(keras.layers.Layer):
           embeddings: [B, d] image embeddings (no gradient flows).
           valid: [B] bool, False for examples whose set is not in the table.
           step: the training step (int), stored as ``last_seen``.
+          prepared: ``prepare(set_ids, valid, ...)`` of this step (made here
+            if None).
+
+        Returns:
+          The new ``last_seen`` [D], for reads in the same step after the
+          update (``age``), which then need no ordering against the write.
         """
+        if prepared is None:
+            prepared = self.prepare(set_ids, valid)
         embeddings = tf.stop_gradient(tf.cast(embeddings, tf.float32))
-        ctx = tf.distribute.get_replica_context()
-        if ctx is not None and ctx.num_replicas_in_sync > 1:
-            set_ids, embeddings, valid = ctx.all_gather(
-                [set_ids, embeddings, tf.cast(valid, tf.int32)], axis=0)
-            valid = valid > 0
-        set_ids = tf.boolean_mask(set_ids, valid)
-        embeddings = tf.boolean_mask(embeddings, valid)
-        sets, slot = tf.unique(set_ids)
+        (embeddings,) = _all_replicas(embeddings)
+        embeddings = tf.boolean_mask(embeddings, prepared["keep"])
+        sets, slot, last_seen = prepared["sets"], prepared["slot"], prepared["last_seen"]
         n = tf.shape(sets)[0]
         sums = tf.math.unsorted_segment_sum(embeddings, slot, n)
         counts = tf.math.unsorted_segment_sum(tf.ones_like(slot, tf.float32), slot, n)
         mean = sums / counts[:, None]
-        old = tf.gather(self.bank.value, sets)
-        blended = tf.where(self.filled(sets)[:, None],
-                           self.momentum * old + (1.0 - self.momentum) * mean, mean)
-        seen = tf.fill([n], tf.cast(step, tf.int32))
+        blended = tf.where((tf.gather(last_seen, sets) >= 0)[:, None],
+                           self.momentum * prepared["old"] + (1.0 - self.momentum) * mean,
+                           mean)
+        # The bank is scattered (its new rows depend on the read through
+        # ``old``); last_seen (D int32) is rewritten whole from its read.
+        new_last_seen = tf.tensor_scatter_nd_update(
+            last_seen, sets[:, None], tf.fill([n], tf.cast(step, tf.int32)))
         steps.assign_replicated(
-            [self.bank, self.last_seen],
-            [tf.IndexedSlices(blended, sets), tf.IndexedSlices(seen, sets)],
-            update=lambda var, slices: var.scatter_update(slices))
+            [self.bank, self.last_seen], [tf.IndexedSlices(blended, sets), new_last_seen],
+            update=_scatter_or_assign)
+        return new_last_seen
 
     def get_config(self):
         config = super().get_config()
@@ -502,8 +563,9 @@ class RETDMClassifier(steps.PrebuiltFit, models.OneOptimizerCompileConfig, keras
         # neither read nor written (no all-gather per step).
         uses_bank = self.two_way and self.negatives == "bank"
         if uses_bank:
-            bank_rows = self.bank.lookup(neighbours)
-            bank_mask = tf.logical_and(self.bank.filled(neighbours), found[:, None])
+            bank_read = self.bank.prepare(ids, found, neighbours)  # see MemoryBank.prepare
+            bank_rows = bank_read["rows"]
+            bank_mask = tf.logical_and(bank_read["filled"], found[:, None])
         else:
             bank_rows = tf.zeros([1, 1, 1])
             bank_mask = tf.zeros([1, 1], tf.bool)
@@ -524,7 +586,7 @@ class RETDMClassifier(steps.PrebuiltFit, models.OneOptimizerCompileConfig, keras
             steps.assign_synced(self.classifier.non_trainable_variables, new_nt)
         self.optimizer.apply(grads, self.stage_variables(stage))
         if uses_bank:
-            self.bank.update(ids, f_i, found, step)
+            last_seen = self.bank.update(ids, f_i, found, step, bank_read)
 
         batch = tf.shape(y)[0]
         for name, value in terms.items():
@@ -532,10 +594,10 @@ class RETDMClassifier(steps.PrebuiltFit, models.OneOptimizerCompileConfig, keras
         self.trackers["j1_active"].update_state(a1)
         self.trackers["j2_active"].update_state(a2)
         if uses_bank:
-            age = tf.cast(self.bank.age(neighbours, step), tf.float32)
+            age = tf.cast(self.bank.age(neighbours, step, last_seen), tf.float32)
             self.trackers["bank_age"].update_state(age, sample_weight=tf.cast(bank_mask, tf.float32))
             self.trackers["bank_filled"].update_state(
-                tf.reduce_mean(tf.cast(self.bank.last_seen.value >= 0, tf.float32)))
+                tf.reduce_mean(tf.cast(last_seen >= 0, tf.float32)))
         return steps.step_logs({m.name: m.result() for m in self.metrics})
 
     def test_step(self, data):
