@@ -90,7 +90,7 @@ def main(argv):
             rates[arm].append(rate)
             print(f"round {r}: {arm}: {rate:.1f} steps/s ({replicas} replicas)", flush=True)
     base = statistics.median(rates[arms[0]])
-    print(f"\ndemo config (small CNN, 64 px), global batch {FLAGS.batch_size}, "
+    print(f"\ndemo config (small CNN, 56 px), global batch {FLAGS.batch_size}, "
           f"{FLAGS.steps} steps, medians of {FLAGS.rounds} rounds")
     for arm in arms:
         med = statistics.median(rates[arm])

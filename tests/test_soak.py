@@ -174,7 +174,7 @@ def check_finished_run(model_dir, method, epochs, steps, demo_dir):
 
 
 @pytest.mark.parametrize("method,kills,epochs,steps", [
-    ("bce", 4, 3, 4), ("wgan_gp", 3, 2, 2), ("retdm", 3, 3, 3)])
+    ("bce", 3, 3, 4), ("wgan_gp", 3, 2, 2), ("retdm", 2, 3, 3)])
 def test_killed_runs_always_resume(method, kills, epochs, steps, demo_dir, tmp_path):
     model_dir = tmp_path / "run"
     figures = soak(method, demo_dir, str(model_dir), kills, epochs, steps, seed=kills)
