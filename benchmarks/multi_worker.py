@@ -14,7 +14,6 @@ what the distribution machinery costs, not a speed-up.
 
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,16 +29,6 @@ flags.DEFINE_integer("batch_size", 16, "Global batch.")
 flags.DEFINE_integer("timeout", 600, "Seconds any one run may take.")
 
 
-def _ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 def _run(arm, data_dir, out_dir):
     bindings = [f"pipelines.InputConfig.data_dir = '{data_dir}'",
                 f"pipelines.InputConfig.batch_size = {FLAGS.batch_size}",
@@ -49,14 +38,14 @@ def _run(arm, data_dir, out_dir):
         bindings.append("mltf.train.strategy = 'cpu:2'")
     cmd = [sys.executable, "-m", "mltf.train", "--config=configs/demo.gin",
            f"--model_dir={out_dir}", *[f"--gin_bindings={b}" for b in bindings]]
+    from mltf import distribute
     workers = 2 if arm.startswith("2 workers") else 1
-    hosts = [f"127.0.0.1:{p}" for p in _ports(workers)]
+    configs = distribute.loopback_cluster(workers)
     procs = []
     for i in range(workers):
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
         if workers > 1:
-            env["TF_CONFIG"] = json.dumps({"cluster": {"worker": hosts},
-                                           "task": {"type": "worker", "index": i}})
+            env["TF_CONFIG"] = configs[i]
         procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.PIPE, text=True))
     try:

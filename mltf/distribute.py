@@ -190,3 +190,20 @@ def tf_config_is_chief() -> bool:
     if "chief" in cluster:
         return kind == "chief"
     return kind == "worker" and index == 0
+
+
+def loopback_cluster(num_workers: int):
+    """``TF_CONFIG`` values for ``num_workers`` workers on this machine, on
+    free ports of 127.0.0.1 (tests and benchmarks; a port may be taken again
+    before the worker binds it, so callers retry on a clash)."""
+    import socket
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(num_workers)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        hosts = [f"127.0.0.1:{s.getsockname()[1]}" for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+    return [json.dumps({"cluster": {"worker": hosts}, "task": {"type": "worker", "index": i}})
+            for i in range(num_workers)]

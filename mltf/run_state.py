@@ -49,11 +49,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from mltf import atomic
+
 FORMAT = 1
 STATE_RE = re.compile(r"^state-(\d{6})\.json$")
 WEIGHTS_RE = re.compile(r"^weights-(\d{6})\.weights\.h5$")
 EVENTS_RE = re.compile(r"\.epoch-(\d{6})$")
-TMP_PREFIX = ".tmp-"
+TMP_PREFIX = atomic.TMP_PREFIX
 PENDING_PREFIX = ".pending-"
 # Keras 3's BackupAndRestore, used by mltf before this module.
 LEGACY_WEIGHTS, LEGACY_META = "latest.weights.h5", "training_metadata.json"
@@ -87,48 +89,13 @@ def _pause(point: str) -> None:
             f.write(f"end {point}\n")
 
 
-def _fsync_file(path: str) -> None:
-    with open(path, "rb+") as f:
-        os.fsync(f.fileno())
-
-
-def _fsync_dir(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some file systems refuse fsync on folders
-    finally:
-        os.close(fd)
-
-
 def atomic_write(path: str, write) -> None:
-    """Calls ``write(tmp_path)`` with a temporary path in ``path``'s folder
-    (same extension, so Keras accepts it), flushes it to disk and renames it
-    to ``path``: readers see the old complete file or the new one."""
-    folder, name = os.path.split(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f"{TMP_PREFIX}{os.getpid()}-{name}")
-    try:
-        write(tmp)
-        _pause(name)
-        _fsync_file(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    _fsync_dir(folder)
+    """``mltf.atomic.atomic_write`` with the test pause before the rename."""
+    atomic.atomic_write(path, write, lambda: _pause(os.path.basename(path)))
 
 
 def atomic_text(path: str, text: str) -> None:
-    def write(tmp):
-        with open(tmp, "w", newline="") as f:
-            f.write(text)
-    atomic_write(path, write)
+    atomic.atomic_text(path, text, lambda: _pause(os.path.basename(path)))
 
 
 def write_json(path: str, data) -> None:
@@ -236,10 +203,10 @@ def write_epoch_events(tensorboard_dir: str, row: Dict) -> None:
         writer.close()
         os.makedirs(target, exist_ok=True)
         for name in os.listdir(tmp):
-            _fsync_file(os.path.join(tmp, name))
+            atomic.fsync_file(os.path.join(tmp, name))
             os.replace(os.path.join(tmp, name), os.path.join(target, name))
         os.rmdir(tmp)
-        _fsync_dir(target)
+        atomic.fsync_dir(target)
 
 
 def sync_events(tensorboard_dir: str, rows: List[Dict]) -> None:
@@ -590,7 +557,7 @@ class RunState(keras.callbacks.Callback):
                 path = os.path.join(self.checkpoint_dir, pending)
                 self.model.save(path)
                 _pause(pending)
-                _fsync_file(path)
+                atomic.fsync_file(path)
                 publish.append([pending, final])
         state = {"format": FORMAT, "epoch": done, "weights": weights_name,
                  "weights_size": os.path.getsize(weights),
@@ -609,13 +576,13 @@ class RunState(keras.callbacks.Callback):
             src = os.path.join(self.checkpoint_dir, pending)
             if os.path.exists(src):
                 os.replace(src, os.path.join(self.checkpoint_dir, final))
-        _fsync_dir(self.checkpoint_dir)
+        atomic.fsync_dir(self.checkpoint_dir)
         remove_temporaries(self.checkpoint_dir)
 
     def _write_logs(self, all_events: bool):
         atomic_text(self.log_path, csv_text(self.rows))
-        _pause(os.path.basename(self.log_path))
         if self.tensorboard_dir:
+            _pause("epoch events")  # between two writes: the CSV has the epoch, TensorBoard not yet
             if all_events:
                 sync_events(self.tensorboard_dir, self.rows)
             else:

@@ -24,6 +24,8 @@ from typing import Sequence
 
 import tensorflow as tf
 
+from mltf import distribute
+
 
 def num_replicas() -> int:
     return tf.distribute.get_strategy().num_replicas_in_sync
@@ -110,12 +112,6 @@ def variable_values(variables):
     return [v.value for v in variables]
 
 
-def multi_worker() -> bool:
-    """Whether the current strategy spans several worker processes."""
-    return isinstance(tf.distribute.get_strategy(),
-                      tf.distribute.MultiWorkerMirroredStrategy)
-
-
 def step_logs(values: dict) -> dict:
     """A ``train_step``/``test_step`` result for Keras's ``fit``.
 
@@ -125,7 +121,7 @@ def step_logs(values: dict) -> dict:
     tensorflow/tensorflow#72388); a shape-[1] value reduces to the scalar
     mean over replicas, as MirroredStrategy's per-replica mean does.
     """
-    if not multi_worker():
+    if not distribute.is_multi_worker(tf.distribute.get_strategy()):
         return values
     return {k: tf.reshape(v, [1]) for k, v in values.items()}
 

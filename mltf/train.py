@@ -276,15 +276,16 @@ def train(model_dir: str,
     log_dir = os.path.join(model_dir, "tensorboard")
     backup_dir = os.path.join(model_dir, "backup")
 
-    def phase_state(name, log_name, extra_callbacks, **kwargs):
+    def phase_state(name, folder, log_name, extra_callbacks, **kwargs):
         return run_state.RunState(
-            backup_dir=os.path.join(backup_dir, *([name] if name != "run" else [])),
-            log_path=os.path.join(model_dir, log_name), callbacks=extra_callbacks,
-            writer=chief, strategy=strategy_obj, keep=backup_keep, name=name, **kwargs)
+            backup_dir=folder, log_path=os.path.join(model_dir, log_name),
+            callbacks=extra_callbacks, writer=chief, strategy=strategy_obj,
+            keep=backup_keep, name=name, **kwargs)
 
     if method == "wgan_gp" and pretrain_epochs > 0:
         pre = mltf_callbacks.FullSetEvaluation(eval_ds, every=eval_every)
-        pre_state = phase_state("pretraining", "pretrain_log.csv", [],
+        pre_state = phase_state("pretraining", os.path.join(backup_dir, "pretraining"),
+                                "pretrain_log.csv", [],
                                 tensorboard_dir=os.path.join(log_dir, "pretrain"))
         done = pre_state.restore(model)
         model.fit(train_dataset(train_cfg), epochs=pretrain_epochs, initial_epoch=done,
@@ -326,7 +327,7 @@ def train(model_dir: str,
 
     evaluation = mltf_callbacks.FullSetEvaluation(eval_ds, every=eval_every)
     extra = [*stage_cbs, *callbacks]
-    state = phase_state("run", "training_log.csv", extra, tensorboard_dir=log_dir,
+    state = phase_state("run", backup_dir, "training_log.csv", extra, tensorboard_dir=log_dir,
                         checkpoint_dir=os.path.join(model_dir, "checkpoints"),
                         checkpoint_metric=checkpoint_metric,
                         mode=mltf_callbacks.checkpoint_mode(checkpoint_metric))
@@ -338,7 +339,7 @@ def train(model_dir: str,
     cbs.append(state)  # last: it commits the logs the others wrote
     start = time.time()
     fit_model.fit(train_ds, epochs=epochs, initial_epoch=initial_epoch,
-                            steps_per_epoch=steps, callbacks=cbs, verbose=verbose)
+                  steps_per_epoch=steps, callbacks=cbs, verbose=verbose)
     train_seconds = time.time() - start
     if any(getattr(c, "stopped_at", None) is not None for c in cbs):
         raise FloatingPointError("training stopped on a NaN or infinite loss")

@@ -11,15 +11,15 @@ run start together (about 30 s in all on 2 cores). Everything listens on
 killed as soon as one fails, or when the time runs out.
 """
 
-import json
 import os
-import socket
 import subprocess
 import sys
 import time
 
 import numpy as np
 import pytest
+
+from mltf import distribute
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -29,22 +29,8 @@ RUNS = ("worker0", "worker1", "mirrored")
 STEPS = 3
 N_CRITIC = 3  # tests/multi_worker_step.py builds WGAN-gp with n_critic=3
 TIMEOUT_S = 240
-# What a gRPC server prints when its port was taken after free_ports closed it.
+# What a gRPC server prints when its port was taken after loopback_cluster closed it.
 PORT_CLASH = ("address already in use", "failed to add port", "could not start grpc server")
-
-
-def free_ports(n):
-    """``n`` distinct free TCP ports on the loopback interface."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def child_env(tf_config=None):
@@ -54,7 +40,7 @@ def child_env(tf_config=None):
     env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p)
     env.pop("TF_CONFIG", None)
     if tf_config is not None:
-        env["TF_CONFIG"] = json.dumps(tf_config)
+        env["TF_CONFIG"] = tf_config
     return env
 
 
@@ -107,15 +93,14 @@ def train_all(tmp_dir, methods=METHODS, steps=STEPS, xla=False, timeout_s=TIMEOU
     ``RUNS``. Returns the logs. Starts again (new ports) if a worker's port
     was taken in the meantime."""
     for attempt in range(tries):
-        ports = free_ports(2)
-        cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+        configs = distribute.loopback_cluster(2)
 
         def args(mode, name):
             return ([",".join(methods), mode, str(steps), os.path.join(tmp_dir, name)]
                     + (["--xla"] if xla else []))
 
         specs = [(args("multi_worker", f"worker{i}"),
-                  child_env({"cluster": cluster, "task": {"type": "worker", "index": i}}),
+                  child_env(configs[i]),
                   os.path.join(tmp_dir, f"worker{i}.log")) for i in range(2)]
         specs.append((args("mirrored", "mirrored"), child_env(),
                       os.path.join(tmp_dir, "mirrored.log")))

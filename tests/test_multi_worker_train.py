@@ -9,7 +9,6 @@ import csv
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,32 +16,21 @@ import time
 import keras
 import pytest
 
-from mltf import models, retdm, wgan  # noqa: F401  (registers the classes to load)
+from mltf import distribute, models, retdm, wgan  # noqa: F401  (registers the classes to load)
 from test_soak import _args
 from test_train import ROOT, demo_dir  # noqa: F401  (fixture)
 
 LIMIT = 240  # seconds any one worker may run
 
 
-def free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 def launch(args, tmp_path, tag, workers=2, log_level="3"):
     """Starts the workers; returns (processes, log paths)."""
-    hosts = [f"127.0.0.1:{p}" for p in free_ports(workers)]
+    configs = distribute.loopback_cluster(workers)
     (tmp_path / "tmp").mkdir(exist_ok=True)
     procs, logs = [], []
     for i in range(workers):
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=log_level, TMPDIR=str(tmp_path / "tmp"),
-                   TF_CONFIG=json.dumps({"cluster": {"worker": hosts},
-                                         "task": {"type": "worker", "index": i}}))
+                   TF_CONFIG=configs[i])
         log = tmp_path / f"{tag}.worker{i}.log"
         with open(log, "w") as out:
             procs.append(subprocess.Popen(

@@ -51,6 +51,8 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
+from mltf import atomic
+
 FORMAT_VERSION = 1
 INFO_FILE = "dataset_info.json"
 SKIPPED_FILE = "skipped.txt"
@@ -230,7 +232,4 @@ def read_labels(data_dir: str, split: str):
 
 
 def write_json_atomic(path: str, text: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    atomic.atomic_text(path, text)
