@@ -38,7 +38,7 @@ def _run(arm, data_dir, out_dir):
         bindings.append("mltf.train.strategy = 'cpu:2'")
     cmd = [sys.executable, "-m", "mltf.train", "--config=configs/demo.gin",
            f"--model_dir={out_dir}", *[f"--gin_bindings={b}" for b in bindings]]
-    from mltf import distribute
+    from mltf.core import distribute
     workers = 2 if arm.startswith("2 workers") else 1
     configs = distribute.loopback_cluster(workers)
     procs = []

@@ -81,7 +81,8 @@ def main(argv):
     import keras
     import numpy as np
     import tensorflow as tf
-    from mltf import backbones, models, retdm, steps
+    from mltf import backbones, models, retdm
+    from mltf.core import steps
 
     xla = {"true": True, "false": False}.get(FLAGS.xla.lower(), "auto")
     xla = steps.resolve_xla(xla)

@@ -40,7 +40,8 @@ def main(argv):
     import keras
     import numpy as np
     import tensorflow as tf
-    from mltf import backbones, models, steps, wgan
+    from mltf import backbones, models, wgan
+    from mltf.core import steps
 
     xla = {"true": True, "false": False}.get(FLAGS.xla.lower(), "auto")
     xla = steps.resolve_xla(xla)

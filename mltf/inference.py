@@ -26,7 +26,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 import tensorflow as tf
 
-from mltf import imageio
+from mltf.utils import imageio
 from pipelines import augment, preprocessing
 
 # File name endings ``collect_image_files`` picks up in folders.

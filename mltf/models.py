@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mltf import steps
+from mltf.core import steps
 
 
 class OneOptimizerCompileConfig:
@@ -99,7 +99,7 @@ class MultiLabelClassifier(steps.PrebuiltFit, OneOptimizerCompileConfig, keras.M
         Args:
           optimizer: a Keras optimizer or its name.
           xla: XLA-compile the per-replica step (works under MirroredStrategy,
-            see ``mltf.steps``). Keras's own ``jit_compile`` is always off.
+            see ``mltf.core.steps``). Keras's own ``jit_compile`` is always off.
           **kwargs: passed to ``keras.Model.compile`` (e.g.
             ``steps_per_execution``); ``loss`` and ``jit_compile`` are fixed.
         """
@@ -109,7 +109,7 @@ class MultiLabelClassifier(steps.PrebuiltFit, OneOptimizerCompileConfig, keras.M
             raise ValueError("'loss' is fixed by MultiLabelClassifier.compile (BCE)")
         if kwargs.pop("jit_compile", False) not in (False, "auto"):
             raise ValueError("'jit_compile' is fixed by MultiLabelClassifier.compile; "
-                             "use xla=True (per-replica XLA, see mltf.steps)")
+                             "use xla=True (per-replica XLA, see mltf.core.steps)")
         super().compile(optimizer=optimizer, jit_compile=False, **kwargs)
         self.xla = bool(xla)
         self._step_fn = None

@@ -47,16 +47,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mltf import models, steps
+from mltf import models
+from mltf.core import steps
+from mltf.data.label_sets import distinct_label_sets  # noqa: F401  (re-exported)
 from pipelines.input import model_input
-
-
-def distinct_label_sets(labels: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(distinct sets [D, C] uint8, index of each example's set [N], counts [D])."""
-    labels = (np.asarray(labels) > 0).astype(np.uint8)
-    sets, inverse, counts = np.unique(labels, axis=0, return_inverse=True,
-                                      return_counts=True)
-    return sets, inverse.reshape(-1), counts
 
 
 def knn_table(sets: np.ndarray, k: int, counts: np.ndarray = None,
@@ -461,14 +455,14 @@ class RETDMClassifier(steps.PrebuiltFit, models.OneOptimizerCompileConfig, keras
           optimizer: one Keras optimizer for every stage (the paper: SGD,
             momentum 0.9, weight decay 1e-4); built here on all trainable
             variables, each stage updates its subset.
-          xla: XLA-compile the per-replica loss and gradients (``mltf.steps``).
+          xla: XLA-compile the per-replica loss and gradients (``mltf.core.steps``).
           **kwargs: passed to ``keras.Model.compile``; ``loss`` and
             ``jit_compile`` are fixed.
         """
         if kwargs.pop("loss", None) is not None:
             raise ValueError("'loss' is fixed by RETDMClassifier.compile")
         if kwargs.pop("jit_compile", False) not in (False, "auto"):
-            raise ValueError("'jit_compile' is fixed; use xla=True (see mltf.steps)")
+            raise ValueError("'jit_compile' is fixed; use xla=True (see mltf.core.steps)")
         super().compile(optimizer=optimizer, jit_compile=False, **kwargs)
         self.xla = bool(xla)
         self._step_fns = {}

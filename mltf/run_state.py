@@ -31,7 +31,7 @@ uncommitted epoch are removed, so the CSV log and TensorBoard hold each
 finished epoch exactly once and ``best.keras`` is the best of all epochs so
 far. Under MultiWorkerMirroredStrategy only the chief touches the run folder:
 it picks the state, loads it, and broadcasts the state and every variable to
-the other workers (``mltf.distribute.broadcast_from_chief``), so those need
+the other workers (``mltf.core.distribute.broadcast_from_chief``), so those need
 no copy of the run folder.
 """
 
@@ -49,7 +49,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mltf import atomic
+from mltf.utils import atomic
 
 FORMAT = 1
 STATE_RE = re.compile(r"^state-(\d{6})\.json$")
@@ -90,7 +90,7 @@ def _pause(point: str) -> None:
 
 
 def atomic_write(path: str, write) -> None:
-    """``mltf.atomic.atomic_write`` with the test pause before the rename."""
+    """``mltf.utils.atomic.atomic_write`` with the test pause before the rename."""
     atomic.atomic_write(path, write, lambda: _pause(os.path.basename(path)))
 
 
@@ -424,7 +424,7 @@ class RunState(keras.callbacks.Callback):
             self._begin_fresh()
             return 0
         if self.strategy is not None:
-            from mltf import distribute
+            from mltf.core import distribute
             distribute.broadcast_variables(self.strategy, state_variables(model))
         self.rows = [dict(r) for r in chosen["rows"]]
         self.best = chosen.get("best")
@@ -495,7 +495,7 @@ class RunState(keras.callbacks.Callback):
         """The chief's choice, on every worker of a multi-worker run."""
         if self.strategy is None:
             return chosen
-        from mltf import distribute
+        from mltf.core import distribute
         if not distribute.is_multi_worker(self.strategy):
             return chosen
         data = json.dumps(chosen).encode() if self.writer else b""

@@ -139,12 +139,12 @@ def train(model_dir: str,
       learning_rate: Adam's learning rate when ``optimizer`` is not given
         (default 1e-3); binding both is an error.
       dropout, label_smoothing: see ``mltf.models.MultiLabelClassifier``.
-      xla: XLA-compile the per-replica step (``mltf.steps``); ``"auto"``: on
+      xla: XLA-compile the per-replica step (``mltf.core.steps``); ``"auto"``: on
         GPUs, off on CPUs, where it measured slower.
       mixed_precision: None, ``"mixed_float16"`` (GPU) or
         ``"mixed_bfloat16"`` (TPU, recent CPUs).
       strategy: ``auto``, ``default``, ``mirrored``, ``multi_worker`` or
-        ``cpu:N`` (``mltf.distribute``).
+        ``cpu:N`` (``mltf.core.distribute``).
       checkpoint_metric: log key that picks ``checkpoints/best.keras``
         (``val_<metric key>``; ``val_loss`` is minimised, others maximised).
       eval_every: full-set evaluation every this many epochs.
@@ -179,9 +179,10 @@ def train(model_dir: str,
     """
     import keras
     import numpy as np
-    from mltf import backbones, callbacks as mltf_callbacks, distribute, metrics, models
+    from mltf import backbones, callbacks as mltf_callbacks, metrics, models
+    from mltf.core import distribute
     from mltf import run_state
-    from mltf import steps as steps_lib
+    from mltf.core import steps as steps_lib
     from mltf.data import schema
     import pipelines
     from pipelines import preprocessing
@@ -394,7 +395,8 @@ def main(argv):
         print(f"mltf.train: error in the gin config: {e}", file=sys.stderr)
         return 2
     import tensorflow as tf
-    from mltf import distribute, run_state
+    from mltf import run_state
+    from mltf.core import distribute
     try:
         kind = gin.query_parameter("mltf.train.strategy")
     except ValueError:

@@ -59,7 +59,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mltf import models, steps
+from mltf import models
+from mltf.core import steps
 from pipelines.input import model_input
 
 

@@ -31,31 +31,12 @@ from typing import Optional, Sequence, Tuple, Union
 import numpy as np
 import tensorflow as tf
 
+from mltf.utils.sizes import Size, as_hw  # noqa: F401  (re-exported)
+
 CROP_SIZES = (256, 224, 192, 168, 128)
 # Patch positions, in the order of ``five_crop_offsets``.
 POSITIONS = ("top_left", "top_right", "bottom_left", "bottom_right", "center")
 
-Size = Union[int, Tuple[int, int], Sequence[int]]
-
-
-def as_hw(size) -> Tuple[int, int]:
-    """A size as (height, width): ``N``, ``(H, W)``, or a string ``"N"`` /
-    ``"HxW"`` (flags). Raises ValueError for anything else."""
-    if isinstance(size, str):
-        parts = size.lower().replace(",", "x").split("x")
-        try:
-            size = tuple(int(p) for p in parts)
-        except ValueError:
-            raise ValueError(f"a size is N or HxW, got {size!r}") from None
-        if len(size) == 1:
-            size = size * 2
-    elif isinstance(size, (int, np.integer)):
-        size = (int(size), int(size))
-    else:
-        size = tuple(int(s) for s in size)
-    if len(size) != 2 or min(size) <= 0:
-        raise ValueError(f"a size is N or (height, width) with positive sides, got {size}")
-    return size
 
 
 def five_crop_offsets(position, crop_h, crop_w, base_h, base_w):

@@ -20,7 +20,7 @@ validation data) has count 0 and draws over all N images.
 import numpy as np
 import tensorflow as tf
 
-from mltf.data import schema
+from mltf.data import label_sets, schema
 
 
 def set_keys(multi_hot):
@@ -41,7 +41,7 @@ class MismatchSampler:
         if labels.ndim != 2 or labels.shape[0] == 0:
             raise ValueError(f"labels must be [N, C] with N > 0, got {labels.shape}")
         self.labels = (labels > 0).astype(np.uint8)
-        distinct, counts = np.unique(self.labels, axis=0, return_counts=True)
+        distinct, _, counts = label_sets.distinct_label_sets(self.labels)
         self.num_examples = int(labels.shape[0])
         self.num_sets = int(distinct.shape[0])
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]])

@@ -10,7 +10,7 @@ by the caller) or ``mirrored`` (one process, MirroredStrategy over 2 logical
 CPU devices). Writes ``OUT_PREFIX.<method>.npz`` with every model variable,
 every optimizer variable and the optimizers' iteration counts, and prints
 one ``TIMING`` line per method (mean wall time of the steps after the first).
-``--xla`` compiles the per-replica steps with XLA (``mltf.steps``).
+``--xla`` compiles the per-replica steps with XLA (``mltf.core.steps``).
 
 Both modes see the same global batches: global batch s is the concatenation
 of two per-replica halves, and replica r always trains on half r (with
@@ -45,7 +45,7 @@ def make_strategy(mode):
         assert len(workers) == REPLICAS, workers
         return tf.distribute.MultiWorkerMirroredStrategy()
     if mode == "mirrored":
-        from mltf import distribute
+        from mltf.core import distribute
         return tf.distribute.MirroredStrategy(distribute.logical_cpus(REPLICAS))
     raise ValueError(f"unknown mode {mode!r}")
 

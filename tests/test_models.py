@@ -150,7 +150,7 @@ def test_bad_arguments():
 
 
 def test_resolve_xla():
-    from mltf import steps
+    from mltf.core import steps
     assert steps.resolve_xla(True) is True and steps.resolve_xla(False) is False
     assert steps.resolve_xla("auto") == bool(tf.config.list_physical_devices("GPU"))
     with pytest.raises(ValueError, match="xla must be"):

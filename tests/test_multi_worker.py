@@ -19,7 +19,7 @@ import time
 import numpy as np
 import pytest
 
-from mltf import distribute
+from mltf.core import distribute
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)

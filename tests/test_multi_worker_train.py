@@ -16,7 +16,8 @@ import time
 import keras
 import pytest
 
-from mltf import distribute, models, retdm, wgan  # noqa: F401  (registers the classes to load)
+from mltf import models, retdm, wgan  # noqa: F401  (registers the classes to load)
+from mltf.core import distribute
 from test_soak import _args
 from test_train import ROOT, demo_dir  # noqa: F401  (fixture)
 

@@ -51,7 +51,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from mltf import atomic
+from mltf.utils import atomic
 
 FORMAT_VERSION = 1
 INFO_FILE = "dataset_info.json"

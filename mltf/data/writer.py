@@ -28,7 +28,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from mltf import imageio
+from mltf.utils import imageio, sizes
 from mltf.data import schema
 from mltf.data.sources.base import ALL, Item, SourceData, SourceError
 
@@ -61,13 +61,7 @@ def split_items(items: Sequence[Item], val_fraction: float,
     return out
 
 
-def parse_resize(value) -> Optional[Tuple[int, int]]:
-    """``None``/``""``/``0`` -> None; ``256`` or ``"256"`` -> (256, 256);
-    ``"320x240"`` -> (320, 240) as (height, width)."""
-    if value in (None, "", 0, "0"):
-        return None
-    from pipelines.augment import as_hw
-    return as_hw(value)
+parse_resize = sizes.optional_hw
 
 
 class _ImageEncoder:

@@ -24,7 +24,7 @@ from typing import Sequence
 
 import tensorflow as tf
 
-from mltf import distribute
+from mltf.core import distribute
 
 
 def num_replicas() -> int:
