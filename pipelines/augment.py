@@ -26,9 +26,8 @@ values in [0, 255]. Randomness is stateless: each op takes a ``seed`` tensor
 of shape [2], so a pipeline is reproducible whatever its parallelism.
 """
 
-from typing import Optional, Sequence, Tuple, Union
+from typing import Optional, Sequence
 
-import numpy as np
 import tensorflow as tf
 
 from mltf.utils.sizes import Size, as_hw  # noqa: F401  (re-exported)

@@ -3,8 +3,8 @@
 Stages, in order: list shards, (shard across workers), interleave the shard
 readers, shuffle, repeat, then one ``map`` that parses, decodes and augments
 each record, batch (``drop_remainder`` for training), batch-level stages
-(Keras preprocessing layers, per-backbone scaling, mismatched label sets),
-prefetch. Every parallel stage uses AUTOTUNE.
+(Keras preprocessing layers, per-backbone scaling, then the config's
+``batch_transforms``), prefetch. Every parallel stage uses AUTOTUNE.
 
 Parse, decode and augment are separate functions but run in one ``map``:
 one parallel map over the three is cheaper than three maps handing tensors
@@ -13,9 +13,12 @@ window (``augment.random_five_crop_encoded``), which needs both at once.
 
 Elements: ``(images, labels)`` with images float32 [B, H, W, 3] (or
 features float32 [B, D] for feature datasets) and labels float32 multi-hot
-[B, C]. With ``with_mismatched=True`` the first element is a dict
-``{"images": ..., "mismatched_labels": ...}``; with ``with_ids=True`` it is a
-dict that also holds ``"ids"`` (the records' ``image/id``).
+[B, C]. With ``batch_transforms`` (a method's extra inputs, e.g. WGAN-gp's
+mismatched label sets) the first element is a dict ``{"images": ..., <the
+transforms' keys>}``; with ``with_ids=True`` it is a dict that also holds
+``"ids"`` (the records' ``image/id``). The pipeline knows no method: a
+transform is any callable ``transform(config) -> fn(x, labels, seed) -> x``
+(``x`` the dict of model inputs, ``seed`` a stateless int64 seed [2]).
 
 Determinism: random draws are stateless and keyed on ``seed`` and the
 element's position, so ``deterministic=True`` gives the same batches on every
@@ -31,7 +34,6 @@ import tensorflow as tf
 
 from mltf.data import schema
 from pipelines import augment, preprocessing
-from pipelines.mismatch import MismatchSampler
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -39,7 +41,7 @@ AUTOTUNE = tf.data.AUTOTUNE
 def model_input(x):
     """The model's input in an element's ``x``: ``x`` itself, or the
     ``"images"`` (image datasets) or ``"features"`` (feature datasets) entry
-    when ``x`` is a dict with extras (mismatched label sets, ids)."""
+    when ``x`` is a dict with extras (a method's inputs, ids)."""
     if isinstance(x, dict):
         return x["images"] if "images" in x else x["features"]
     return x
@@ -71,9 +73,10 @@ class InputConfig:
         training, always True in evaluation).
       seed: seed of the shuffle and of the augmentation draws.
       repeat: repeat forever (default: in training).
-      with_mismatched: add ``mismatched_labels``, label sets of other
-        training images (``pipelines.mismatch``).
-      mismatch_split: split whose label sets are drawn from.
+      batch_transforms: callables ``transform(config) -> fn(x, labels,
+        seed) -> x`` applied in order to each batch's input dict, made once
+        per input pipeline (a method sets them: WGAN-gp's mismatched label
+        sets, ``mltf.methods.wgan_gp.MismatchedLabels``).
       with_ids: add the records' ids (for prediction and evaluation files).
       cache: cache parsed records in memory (small datasets).
     """
@@ -93,8 +96,7 @@ class InputConfig:
     deterministic: Optional[bool] = None
     seed: int = 0
     repeat: Optional[bool] = None
-    with_mismatched: bool = False
-    mismatch_split: str = "train"
+    batch_transforms: Sequence = ()
     with_ids: bool = False
     cache: bool = False
 
@@ -219,8 +221,7 @@ def _element_fn(config: InputConfig, info: schema.DatasetInfo, parse, pipeline_i
 
 def _batch_stages(ds, config: InputConfig, info, pipeline_id, deterministic):
     is_image = info.kind == schema.KIND_IMAGE
-    sampler = (MismatchSampler.from_dataset(config.data_dir, config.mismatch_split)
-               if config.with_mismatched else None)
+    transforms = [make(config) for make in config.batch_transforms]
     layers = tuple(config.augmentation_layers or ()) if config.training else ()
     mode = preprocessing.mode_for(config.preprocessing) if is_image else "none"
 
@@ -231,10 +232,10 @@ def _batch_stages(ds, config: InputConfig, info, pipeline_id, deterministic):
         if mode != "none":
             inputs = preprocessing.preprocess(inputs, mode)
         x = {"images" if is_image else "features": inputs}
-        if sampler is not None:
-            seed = tf.stack([tf.cast(config.seed, tf.int64) * 7919 + pipeline_id + 1,
-                             tf.cast(batch_index, tf.int64)])
-            x["mismatched_labels"] = sampler.sample(batch["labels"], seed)
+        for i, transform in enumerate(transforms):
+            seed = tf.stack([tf.cast(config.seed, tf.int64) * 7919 + pipeline_id + 1
+                             + 104729 * i, tf.cast(batch_index, tf.int64)])
+            x = transform(x, batch["labels"], seed)
         if config.with_ids:
             x["ids"] = batch["ids"]
         if len(x) == 1:
@@ -245,19 +246,23 @@ def _batch_stages(ds, config: InputConfig, info, pipeline_id, deterministic):
                               deterministic=deterministic)
 
 
-def steps_per_epoch(data_dir: str, split: str, batch_size: int) -> int:
-    """Full batches in one pass over ``split``."""
-    return schema.read_info(data_dir).split(split).num_examples // batch_size
+def check_global_batch(global_batch: int, replicas: int) -> None:
+    """A global batch must split evenly over the replicas in sync."""
+    if global_batch % replicas:
+        raise ValueError(
+            f"the global batch size {global_batch} must divide by the {replicas} "
+            f"replicas in sync; use a multiple of {replicas}")
+
+
+def steps_per_epoch(num_examples: int, batch_size: int) -> int:
+    """Full batches in one pass over ``num_examples`` (at least 1)."""
+    return max(1, num_examples // batch_size)
 
 
 def distributed_dataset(strategy: tf.distribute.Strategy, config: InputConfig):
     """Per-replica batches for ``strategy`` via
     ``distribute_datasets_from_function``; ``config.batch_size`` is global."""
-    replicas = strategy.num_replicas_in_sync
-    if config.batch_size % replicas:
-        raise ValueError(
-            f"the global batch size {config.batch_size} must divide by the "
-            f"{replicas} replicas in sync; use a multiple of {replicas}")
+    check_global_batch(config.batch_size, strategy.num_replicas_in_sync)
     info = schema.read_info(config.data_dir)
     return strategy.distribute_datasets_from_function(
         lambda ctx: make_dataset(config, ctx, info))

@@ -4,6 +4,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import gin  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -13,6 +14,7 @@ _cpus = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(
     _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.path.normpath(os.path.join(
     os.path.dirname(__file__), "..", "..", "shared", "data"))
 
@@ -94,3 +96,46 @@ def shared_data():
         pytest.skip(f"{SHARED_DATA} is absent (real datasets are only beside "
                     "the project's own checkout, not in a fresh clone)")
     return SHARED_DATA
+
+
+# --- tiny training runs --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory):
+    """A tiny demo dataset (96 train, 40 val images of 32 px, 2 shards)."""
+    from mltf.data import sources, writer
+    from mltf.data.sources import SourceOptions
+    out = tmp_path_factory.mktemp("demo") / "ds"
+    data = sources.load("demo", SourceOptions(demo_num_train=96, demo_num_val=40,
+                                              demo_image_size=32, seed=3))
+    writer.write_dataset(data, str(out), num_shards=2, progress=False)
+    return str(out)
+
+
+def tiny_bindings(data_dir, **extra):
+    """Gin bindings of a small, fast image run on ``data_dir`` (plus ``extra``)."""
+    bindings = [f"pipelines.InputConfig.data_dir = '{data_dir}'",
+                "pipelines.InputConfig.image_size = 24",
+                "pipelines.InputConfig.resize_size = 32",
+                "pipelines.InputConfig.crop_sizes = (32, 24)",
+                "pipelines.InputConfig.batch_size = 8",
+                "mltf.build_backbone.widths = (8, 16)",
+                "mltf.train.epochs = 2"]
+    bindings += [f"{k} = {v}" for k, v in extra.items()]
+    return bindings
+
+
+def train_in_process(config, model_dir, bindings):
+    """``mltf.train.train`` in this process on ``configs/<config>`` plus
+    ``bindings``; gin cleared before and after."""
+    from mltf import train
+    from mltf.training import gin_setup
+    gin_setup.register_all()
+    gin.clear_config()
+    try:
+        gin.parse_config_files_and_bindings([os.path.join(ROOT, "configs", config)],
+                                            bindings)
+        return train.train(str(model_dir))
+    finally:
+        gin.clear_config()

@@ -10,7 +10,8 @@ import keras
 from conftest import mirrored_strategy, write_image
 from mltf.data import writer
 from mltf.data.sources import Item, SourceData
-from pipelines import InputConfig, MismatchSampler, make_dataset, distributed_dataset
+from mltf.methods.wgan_gp import MismatchSampler, MismatchedLabels
+from pipelines import InputConfig, make_dataset, distributed_dataset
 
 LABELS = ["a", "b", "c", "d"]
 
@@ -100,7 +101,7 @@ def test_training_covers_every_example_each_epoch(tiny_dataset):
 def test_keras_layers_and_mismatched_labels_in_pipeline(tiny_dataset):
     data_dir, _ = tiny_dataset
     cfg = InputConfig(data_dir, "train", batch_size=6, image_size=16, resize_size=32,
-                      crop_sizes=(32, 16), with_mismatched=True,
+                      crop_sizes=(32, 16), batch_transforms=(MismatchedLabels(),),
                       augmentation_layers=[keras.layers.RandomContrast(0.2, seed=0)])
     x, y = next(iter(make_dataset(cfg)))
     assert x["images"].shape == (6, 16, 16, 3)

@@ -19,7 +19,7 @@ import pytest
 from mltf import models, retdm, wgan  # noqa: F401  (registers the classes to load)
 from mltf.core import distribute
 from test_soak import _args
-from test_train import ROOT, demo_dir  # noqa: F401  (fixture)
+from conftest import ROOT
 
 LIMIT = 240  # seconds any one worker may run
 

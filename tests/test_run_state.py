@@ -1,4 +1,4 @@
-"""mltf.run_state: commits, resume, fallbacks and their messages, on a tiny
+"""mltf.training.run_state: commits, resume, fallbacks and their messages, on a tiny
 Keras model driven through the callback's hooks as fit drives them."""
 
 import csv
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mltf import run_state
+from mltf.training import run_state
 
 
 def tiny_model(seed=0):

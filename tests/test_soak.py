@@ -19,12 +19,13 @@ import sys
 import time
 
 import keras
-import numpy as np
 import pytest
 
-from mltf import models, retdm, wgan  # noqa: F401  (registers the classes to load)
+from mltf import methods
+from conftest import ROOT, tiny_bindings
 from test_run_state import event_scalars
-from test_train import ROOT, demo_dir, tiny_bindings  # noqa: F401  (fixture)
+
+methods.load_all()  # the model classes the runs save, for loading them
 
 PAUSE = 0.3  # seconds each checkpoint write is held open in the soak
 
@@ -162,7 +163,7 @@ def check_finished_run(model_dir, method, epochs, steps, demo_dir):
         assert int(models["model.keras"].optimizer.iterations.numpy()) == epochs * steps
         # best.keras is the model of the best logged epoch.
         from mltf import metrics
-        from mltf.callbacks import predict_dataset
+        from mltf.training.callbacks import predict_dataset
         from pipelines import InputConfig, make_dataset
         ds = make_dataset(InputConfig(demo_dir, "val", batch_size=16, training=False,
                                       image_size=24, preprocessing="unit"))

@@ -12,32 +12,9 @@ import keras
 import numpy as np
 import pytest
 
+from conftest import ROOT, tiny_bindings, train_in_process
 from mltf.data import sources, writer
 from mltf.data.sources import SourceOptions
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo") / "ds"
-    data = sources.load("demo", SourceOptions(demo_num_train=96, demo_num_val=40,
-                                              demo_image_size=32, seed=3))
-    writer.write_dataset(data, str(out), num_shards=2, progress=False)
-    return str(out)
-
-
-def tiny_bindings(data_dir, **extra):
-    bindings = [f"pipelines.InputConfig.data_dir = '{data_dir}'",
-                "pipelines.InputConfig.image_size = 24",
-                "pipelines.InputConfig.resize_size = 32",
-                "pipelines.InputConfig.crop_sizes = (32, 24)",
-                "pipelines.InputConfig.batch_size = 8",
-                "mltf.build_backbone.widths = (8, 16)",
-                "mltf.train.epochs = 2"]
-    bindings += [f"{k} = {v}" for k, v in extra.items()]
-    return bindings
-
 
 def run_train(args, env_extra=None, timeout=600):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
@@ -72,7 +49,7 @@ def test_train_writes_a_complete_run_folder(demo_dir, tmp_path):
     assert {"loss", "val_mAP", "val_CF1", "val_loss", "learning_rate"} <= set(rows[0])
     # The saved model reproduces the reported metrics (independent recomputation).
     model = keras.models.load_model(tmp_path / "model.keras")
-    from mltf.callbacks import predict_dataset
+    from mltf.training.callbacks import predict_dataset
     from pipelines import InputConfig, make_dataset
     ds = make_dataset(InputConfig(demo_dir, "val", batch_size=16, training=False,
                                   image_size=24, preprocessing="unit"))
@@ -166,27 +143,15 @@ def test_finished_run_is_not_mixed_with_a_new_one(tmp_path):
     assert prepare_run_dir(str(tmp_path), False) == "resume"
 
 
-def _train_in_process(config, model_dir, bindings):
-    from mltf import backbones, retdm, train, wgan  # noqa: F401  (gin registrations)
-    import pipelines  # noqa: F401
-    gin.clear_config()
-    try:
-        gin.parse_config_files_and_bindings([os.path.join(ROOT, "configs", config)],
-                                            bindings)
-        return train.train(str(model_dir))
-    finally:
-        gin.clear_config()
-
-
 def test_wgan_gp_from_a_bce_checkpoint_and_with_pretraining(demo_dir, tmp_path):
     from mltf import models
     small = tiny_bindings(demo_dir, **{"mltf.train.epochs": 1})
-    _train_in_process("demo.gin", tmp_path / "bce", small)
+    train_in_process("demo.gin", tmp_path / "bce", small)
     wgan_bindings = small + [f"mltf.train.initial_model = '{tmp_path / 'bce' / 'model.keras'}'",
                              "mltf.build_critic.depth = 2",
                              "mltf.build_critic.hidden_dim = 16",
                              "pipelines.InputConfig.batch_size = 4"]
-    _train_in_process("demo_wgangp.gin", tmp_path / "gan", wgan_bindings)
+    train_in_process("demo_wgangp.gin", tmp_path / "gan", wgan_bindings)
     report = json.loads((tmp_path / "gan" / "metrics.json").read_text())
     assert report["method"] == "wgan_gp" and report["global_batch"] == 40
     assert report["steps_per_epoch"] == 96 // 40
@@ -202,7 +167,7 @@ def test_wgan_gp_from_a_bce_checkpoint_and_with_pretraining(demo_dir, tmp_path):
                                  "mltf.train.pretrain_epochs = 1",
                                  "mltf.build_critic.depth = 1",
                                  "pipelines.InputConfig.batch_size = 4"]
-    _train_in_process("demo_wgangp.gin", tmp_path / "both", both)
+    train_in_process("demo_wgangp.gin", tmp_path / "both", both)
     assert (tmp_path / "both" / "pretrained.keras").exists()
     assert len((tmp_path / "both" / "pretrain_log.csv").read_text().splitlines()) == 2
     assert json.loads((tmp_path / "both" / "metrics.json").read_text())["method"] == "wgan_gp"
@@ -244,7 +209,7 @@ def test_retdm_runs_its_three_stages_on_features(tmp_path):
                 "mltf.train.callbacks = [@keras.callbacks.ReduceLROnPlateau()]"]
     for config in ("mulan_scene_mlp_retdm.gin", "mulan_scene_mlp_retdm_one_way.gin"):
         run = tmp_path / config
-        _train_in_process(config, run, bindings)
+        train_in_process(config, run, bindings)
         rows = list(csv.DictReader(open(run / "training_log.csv")))
         assert [float(r["retdm_stage"]) for r in rows] == [1.0, 2.0, 3.0]
         assert {"bce", "j1", "j2", "reconstruction", "j1_active", "j2_active",
@@ -273,7 +238,7 @@ def test_retdm_image_config_on_demo_images(demo_dir, tmp_path):
         "mltf.train.epochs": 2,
         "mltf.train.steps_per_epoch": 2,
         "pipelines.InputConfig.crop_sizes": (32, 24)})
-    _train_in_process("miml_scene_small_cnn_retdm.gin", tmp_path / "run", bindings)
+    train_in_process("miml_scene_small_cnn_retdm.gin", tmp_path / "run", bindings)
     rows = list(csv.DictReader(open(tmp_path / "run" / "training_log.csv")))
     assert [float(r["retdm_stage"]) for r in rows] == [1.0, 3.0]
 
@@ -281,7 +246,7 @@ def test_retdm_image_config_on_demo_images(demo_dir, tmp_path):
 def test_retdm_refuses_pretrain_epochs(demo_dir, tmp_path):
     bindings = tiny_bindings(demo_dir, **{"mltf.train.pretrain_epochs": 1})
     with pytest.raises(ValueError, match="classification_epochs"):
-        _train_in_process("miml_scene_small_cnn_retdm.gin", tmp_path / "run", bindings)
+        train_in_process("miml_scene_small_cnn_retdm.gin", tmp_path / "run", bindings)
 
 
 @pytest.mark.parametrize("config", [
@@ -308,7 +273,7 @@ def test_vgg16_retdm_paper_configs_run_on_a_tiny_coco_tree(config, tmp_path):
                 "mltf.build_retdm.embedding_epochs = 1",
                 "mltf.train.epochs = 3",
                 "mltf.train.steps_per_epoch = 1"]
-    _train_in_process(config, tmp_path / "run", bindings)
+    train_in_process(config, tmp_path / "run", bindings)
     report = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert report["method"] == "retdm"
     assert report["retdm"]["two_way"] == ("one_way" not in config)
@@ -320,7 +285,7 @@ def test_vgg16_retdm_paper_configs_run_on_a_tiny_coco_tree(config, tmp_path):
 
 
 def test_checkpoint_mode_minimises_losses_and_ranking_errors():
-    from mltf.callbacks import checkpoint_mode
+    from mltf.training.callbacks import checkpoint_mode
     assert [checkpoint_mode(m) for m in ("val_mAP", "val_loss", "val_hamming_loss",
                                          "val_one_error", "val_coverage", "val_CF1")] == [
         "max", "min", "min", "min", "min", "max"]

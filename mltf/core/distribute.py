@@ -81,14 +81,6 @@ def _make(kind: str) -> tf.distribute.Strategy:
     raise ValueError(f"unknown strategy {kind!r}; choose one of {', '.join(KINDS)}")
 
 
-def check_batch(global_batch: int, strategy: tf.distribute.Strategy):
-    replicas = strategy.num_replicas_in_sync
-    if global_batch % replicas:
-        raise ValueError(
-            f"the global batch size {global_batch} must divide by the {replicas} "
-            f"replicas in sync; use a multiple of {replicas}")
-
-
 # --- several workers -------------------------------------------------------------
 
 

@@ -7,7 +7,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mltf import metrics as metrics_lib, run_state
+from mltf import metrics as metrics_lib
+from mltf.training import run_files
 from pipelines.input import model_input
 
 
@@ -106,7 +107,7 @@ class OperativeConfigWriter(keras.callbacks.Callback):
     def _write(self, step):
         import gin
         text = gin.operative_config_str()
-        run_state.atomic_text(os.path.join(self.model_dir, "operative_config.gin"), text)
+        run_files.atomic_text(os.path.join(self.model_dir, "operative_config.gin"), text)
         writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "config"))
         with writer.as_default():
             # Markdown code block, so TensorBoard keeps the line breaks.
@@ -122,19 +123,21 @@ class OperativeConfigWriter(keras.callbacks.Callback):
 
 
 class LearningRateLogger(keras.callbacks.Callback):
-    """Adds the optimizers' current learning rates to each epoch's logs
-    (``learning_rate``; ``learning_rate_critic`` / ``_generator`` for WGAN-gp),
-    so the CSV log has it too (Keras's TensorBoard callback logs it only to
-    TensorBoard)."""
+    """Adds the optimizers' current learning rates to each epoch's logs, so
+    the CSV log has them too (Keras's TensorBoard callback logs them only to
+    TensorBoard): ``learning_rate`` for the model's ``optimizer``,
+    ``learning_rate_<name>`` for an optimizer attribute ``<name>_optimizer``
+    (WGAN-gp's ``critic`` and ``generator``)."""
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:
             return
         optimizers = {"learning_rate": getattr(self.model, "optimizer", None)}
-        for name in ("critic", "generator"):  # a WGAN-gp model's two optimizers
-            optimizers[f"learning_rate_{name}"] = getattr(self.model, f"{name}_optimizer", None)
+        for attr, value in sorted(vars(self.model).items()):
+            if attr.endswith("_optimizer") and not attr.startswith("_"):
+                optimizers[f"learning_rate_{attr[:-len('_optimizer')]}"] = value
         for key, optimizer in optimizers.items():
-            if optimizer is not None and key not in logs:
+            if isinstance(optimizer, keras.optimizers.Optimizer) and key not in logs:
                 logs[key] = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
 
 

@@ -35,9 +35,6 @@ the other workers (``mltf.core.distribute.broadcast_from_chief``), so those need
 no copy of the run folder.
 """
 
-import csv
-import hashlib
-import io
 import json
 import os
 import re
@@ -47,257 +44,26 @@ from typing import Dict, List, Optional
 
 import keras
 import numpy as np
-import tensorflow as tf
 
+from mltf.training.model_state import (CALLBACK_STATE, callback_states,  # noqa: F401
+                                       optimizers_of, set_callback_states,
+                                       state_variables, update_count)
+from mltf.training.run_files import (EVENTS_RE, PENDING_PREFIX, TMP_PREFIX, pause,  # noqa: F401
+                                     atomic_text, atomic_write, csv_text, log_row,
+                                     read_csv_rows, remove_temporaries, save_model, sha256,
+                                     sync_events, write_epoch_events, write_json)
 from mltf.utils import atomic
 
 FORMAT = 1
 STATE_RE = re.compile(r"^state-(\d{6})\.json$")
 WEIGHTS_RE = re.compile(r"^weights-(\d{6})\.weights\.h5$")
-EVENTS_RE = re.compile(r"\.epoch-(\d{6})$")
-TMP_PREFIX = atomic.TMP_PREFIX
-PENDING_PREFIX = ".pending-"
 # Keras 3's BackupAndRestore, used by mltf before this module.
 LEGACY_WEIGHTS, LEGACY_META = "latest.weights.h5", "training_metadata.json"
-# Counters of Keras callbacks that a resumed run must continue, not restart.
-CALLBACK_STATE = ("wait", "best", "cooldown_counter", "stopped_epoch", "best_epoch")
 
 
 class RunStateError(Exception):
     """A run folder's saved state cannot be used; the message says what was
     found and what to do."""
-
-
-# --- files ---------------------------------------------------------------------
-
-
-def _pause(point: str) -> None:
-    """Test hook: ``MLTF_TEST_PAUSE_WRITES=<seconds>`` sleeps inside each
-    checkpoint write, so a test's kill lands there for sure; with
-    ``MLTF_TEST_PAUSE_LOG=<file>`` each pause is logged as ``begin <point>``
-    / ``end <point>`` (a trailing ``begin`` means the kill hit that write)."""
-    seconds = os.environ.get("MLTF_TEST_PAUSE_WRITES")
-    if not seconds:
-        return
-    log = os.environ.get("MLTF_TEST_PAUSE_LOG")
-    if log:
-        with open(log, "a") as f:
-            f.write(f"begin {point}\n")
-    time.sleep(float(seconds))
-    if log:
-        with open(log, "a") as f:
-            f.write(f"end {point}\n")
-
-
-def atomic_write(path: str, write) -> None:
-    """``mltf.utils.atomic.atomic_write`` with the test pause before the rename."""
-    atomic.atomic_write(path, write, lambda: _pause(os.path.basename(path)))
-
-
-def atomic_text(path: str, text: str) -> None:
-    atomic.atomic_text(path, text, lambda: _pause(os.path.basename(path)))
-
-
-def write_json(path: str, data) -> None:
-    atomic_text(path, json.dumps(data, indent=2, sort_keys=True))
-
-
-def save_model(model, path: str) -> None:
-    """``model.save(path)``, atomically."""
-    atomic_write(path, model.save)
-
-
-def sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def remove_temporaries(*folders: str) -> None:
-    """Removes files a killed write left (temporary and unpublished ones)."""
-    for folder in folders:
-        if folder and os.path.isdir(folder):
-            for name in os.listdir(folder):
-                if name.startswith((TMP_PREFIX, PENDING_PREFIX)):
-                    path = os.path.join(folder, name)
-                    shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
-
-
-# --- logs ----------------------------------------------------------------------
-
-
-def _scalar(value):
-    try:
-        array = np.asarray(value, dtype=np.float64).reshape(-1)
-    except (TypeError, ValueError):
-        return None
-    return float(array[0]) if array.size == 1 else None
-
-
-def log_row(epoch: int, logs: Optional[Dict]) -> Dict:
-    row = {"epoch": int(epoch)}
-    for key, value in sorted((logs or {}).items()):
-        value = _scalar(value)
-        if value is not None:
-            row[key] = value
-    return row
-
-
-def csv_text(rows: List[Dict]) -> str:
-    """CSVLogger's layout: ``epoch`` then the other keys, sorted."""
-    keys = sorted({k for row in rows for k in row if k != "epoch"})
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=["epoch", *keys], restval="",
-                            lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow(row)
-    return out.getvalue()
-
-
-def read_csv_rows(path: str) -> List[Dict]:
-    rows = []
-    if not os.path.exists(path):
-        return rows
-    with open(path, newline="") as f:
-        for raw in csv.DictReader(f):
-            row = {}
-            for key, value in raw.items():
-                try:
-                    row[key] = int(value) if key == "epoch" else float(value)
-                except (TypeError, ValueError):
-                    pass
-            if "epoch" in row:
-                rows.append(row)
-    return rows
-
-
-def write_epoch_events(tensorboard_dir: str, row: Dict) -> None:
-    """One epoch's scalars as event files of their own
-    (``train/``: ``epoch_<key>``; ``validation/``: ``epoch_<key>`` of
-    ``val_<key>``, as Keras's TensorBoard callback names them), each written
-    in a temporary folder and renamed into place."""
-    epoch = int(row["epoch"])
-    groups = {"train": {}, "validation": {}}
-    for key, value in row.items():
-        if key == "epoch":
-            continue
-        if key.startswith("val_"):
-            groups["validation"]["epoch_" + key[4:]] = value
-        else:
-            groups["train"]["epoch_" + key] = value
-    suffix = f".epoch-{epoch:06d}"
-    for sub, scalars in groups.items():
-        if not scalars:
-            continue
-        target = os.path.join(tensorboard_dir, sub)
-        tmp = os.path.join(tensorboard_dir, f"{TMP_PREFIX}{os.getpid()}-{sub}{suffix}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        writer = tf.summary.create_file_writer(tmp, filename_suffix=suffix)
-        with writer.as_default():
-            for tag, value in sorted(scalars.items()):
-                tf.summary.scalar(tag, value, step=epoch)
-        writer.flush()
-        writer.close()
-        os.makedirs(target, exist_ok=True)
-        for name in os.listdir(tmp):
-            atomic.fsync_file(os.path.join(tmp, name))
-            os.replace(os.path.join(tmp, name), os.path.join(target, name))
-        os.rmdir(tmp)
-        atomic.fsync_dir(target)
-
-
-def sync_events(tensorboard_dir: str, rows: List[Dict]) -> None:
-    """Makes the epoch event files match the committed rows exactly: files of
-    uncommitted epochs removed, missing ones written."""
-    remove_temporaries(tensorboard_dir)
-    committed = {int(r["epoch"]): r for r in rows}
-    present = set()
-    for sub in ("train", "validation"):
-        folder = os.path.join(tensorboard_dir, sub)
-        if not os.path.isdir(folder):
-            continue
-        for name in os.listdir(folder):
-            m = EVENTS_RE.search(name)
-            if not m:
-                continue
-            epoch = int(m.group(1))
-            if epoch in committed:
-                present.add(epoch)
-            else:
-                os.remove(os.path.join(folder, name))
-    for epoch, row in sorted(committed.items()):
-        if epoch not in present:
-            write_epoch_events(tensorboard_dir, row)
-
-
-# --- callback counters ----------------------------------------------------------
-
-
-def callback_states(callbacks) -> Dict:
-    out = {}
-    for i, cb in enumerate(callbacks):
-        if hasattr(cb, "get_state"):
-            state = cb.get_state()
-        else:
-            state = {}
-            for key in CALLBACK_STATE:
-                value = getattr(cb, key, "absent")
-                if value is None or _scalar(value) is not None:
-                    state[key] = None if value is None else _scalar(value)
-        if state:
-            out[f"{i}:{type(cb).__name__}"] = state
-    return out
-
-
-def set_callback_states(callbacks, states: Dict) -> None:
-    for i, cb in enumerate(callbacks):
-        state = states.get(f"{i}:{type(cb).__name__}")
-        if not state:
-            continue
-        if hasattr(cb, "set_state"):
-            cb.set_state(state)
-            continue
-        for key, value in state.items():
-            current = getattr(cb, key, None)
-            if isinstance(current, (int, np.integer)) and value is not None:
-                value = int(value)
-            setattr(cb, key, value)
-
-
-# --- the model's state ------------------------------------------------------------
-
-
-def optimizers_of(model) -> List:
-    """The model's optimizers (``optimizer``, or WGAN-gp's two), each once."""
-    found, seen = [], set()
-    for value in list(vars(model).values()) + [getattr(model, "optimizer", None)]:
-        if isinstance(value, keras.optimizers.Optimizer) and id(value) not in seen:
-            seen.add(id(value))
-            found.append(value)
-    return found
-
-
-def state_variables(model) -> List:
-    """Every variable that ``save_weights`` keeps: the model's and its
-    optimizers'."""
-    variables = list(model.variables)
-    for opt in optimizers_of(model):
-        variables += list(opt.variables)
-    seen, out = set(), []
-    for v in variables:
-        if id(v) not in seen:
-            seen.add(id(v))
-            out.append(v)
-    return out
-
-
-def update_count(model) -> int:
-    """The largest optimizer step count (for the one-line resume summary)."""
-    counts = [int(keras.ops.convert_to_numpy(o.iterations)) for o in optimizers_of(model)]
-    return max(counts) if counts else 0
 
 
 # --- the callback ------------------------------------------------------------------
@@ -556,7 +322,7 @@ class RunState(keras.callbacks.Callback):
                 pending = f"{PENDING_PREFIX}{tag}-{done:06d}.keras"
                 path = os.path.join(self.checkpoint_dir, pending)
                 self.model.save(path)
-                _pause(pending)
+                pause(pending)
                 atomic.fsync_file(path)
                 publish.append([pending, final])
         state = {"format": FORMAT, "epoch": done, "weights": weights_name,
@@ -582,7 +348,7 @@ class RunState(keras.callbacks.Callback):
     def _write_logs(self, all_events: bool):
         atomic_text(self.log_path, csv_text(self.rows))
         if self.tensorboard_dir:
-            _pause("epoch events")  # between two writes: the CSV has the epoch, TensorBoard not yet
+            pause("epoch events")  # between two writes: the CSV has the epoch, TensorBoard not yet
             if all_events:
                 sync_events(self.tensorboard_dir, self.rows)
             else:

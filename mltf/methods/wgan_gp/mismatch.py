@@ -91,3 +91,27 @@ class MismatchSampler:
         """How many training images have each given label set (0 if none)."""
         ids = self._table.lookup(set_keys(labels))
         return tf.where(ids >= 0, tf.gather(self._counts, tf.maximum(ids, 0)), 0)
+
+
+class MismatchedLabels:
+    """The batch transform (``pipelines.InputConfig.batch_transforms``) that
+    adds ``mismatched_labels``, drawn by a ``MismatchSampler`` over the label
+    sets of ``split`` of the dataset being read.
+
+    Args:
+      split: the split whose label sets are drawn from (the training split).
+    """
+
+    key = "mismatched_labels"
+
+    def __init__(self, split: str = "train"):
+        self.split = split
+
+    def __call__(self, config):
+        # Made once per input pipeline, so its lookup table lives with it.
+        sampler = MismatchSampler.from_dataset(config.data_dir, self.split)
+
+        def add(x, labels, seed):
+            return {**x, self.key: sampler.sample(labels, seed)}
+
+        return add

@@ -7,7 +7,10 @@ probabilities, so ``predict`` and ``evaluate`` give scores in [0, 1].
 
 Per-class decision thresholds live in the model as a non-trainable weight
 (0.5 until ``set_thresholds``), so they are saved with it and ``mltf.predict``
-uses them.
+uses them. The input scaling the classifier was trained with
+(``preprocessing``, a ``pipelines.preprocessing`` mode) is saved in its
+config, so inference reads it from the model instead of guessing it from the
+backbone's name (files written before it have None there).
 """
 
 from typing import Optional, Sequence
@@ -17,6 +20,24 @@ import numpy as np
 import tensorflow as tf
 
 from mltf.core import steps
+
+
+def labels_per_image(logits):
+    """Mean number of labels predicted at threshold 0.5 (logit >= 0)."""
+    return tf.reduce_mean(tf.reduce_sum(tf.cast(logits >= 0.0, tf.float32), axis=-1))
+
+
+def fixed_compile_arguments(model, kwargs) -> None:
+    """Removes ``loss`` and ``jit_compile`` from ``compile`` arguments, which a
+    model with its own loss and ``xla`` switch fixes. A saved compile config
+    (``load_model``) carries ``loss=None`` and ``jit_compile=False``; anything
+    else would be silently ignored, so it is refused."""
+    name = type(model).__name__
+    if kwargs.pop("loss", None) is not None:
+        raise ValueError(f"'loss' is fixed by {name}.compile")
+    if kwargs.pop("jit_compile", False) not in (False, "auto"):
+        raise ValueError(f"'jit_compile' is fixed by {name}.compile; use xla=True "
+                         "(per-replica XLA, see mltf.core.steps)")
 
 
 class OneOptimizerCompileConfig:
@@ -48,12 +69,16 @@ class MultiLabelClassifier(steps.PrebuiltFit, OneOptimizerCompileConfig, keras.M
       label_names: optional names of the C labels, saved with the model.
       dropout: dropout rate on the features before the head.
       label_smoothing: BCE label smoothing.
+      preprocessing: the input scaling mode of the images it takes
+        (``"caffe"``, ``"tf"``, ``"torch"``, ``"unit"``, ``"none"``), saved
+        for inference; None when unknown (files from before it was saved).
       **kwargs: ``keras.Model`` arguments (``name``, ``dtype``).
     """
 
     def __init__(self, backbone: keras.Model, num_labels: int,
                  label_names: Optional[Sequence[str]] = None,
-                 dropout: float = 0.0, label_smoothing: float = 0.0, **kwargs):
+                 dropout: float = 0.0, label_smoothing: float = 0.0,
+                 preprocessing: Optional[str] = None, **kwargs):
         super().__init__(**kwargs)
         if label_names is not None and len(label_names) != num_labels:
             raise ValueError(f"{len(label_names)} label names for {num_labels} labels")
@@ -62,6 +87,7 @@ class MultiLabelClassifier(steps.PrebuiltFit, OneOptimizerCompileConfig, keras.M
         self.label_names = list(label_names) if label_names is not None else None
         self.dropout = float(dropout)
         self.label_smoothing = float(label_smoothing)
+        self.preprocessing = preprocessing
         self.feature_dropout = keras.layers.Dropout(self.dropout, name="feature_dropout")
         # float32 head: logits and the loss stay exact under mixed precision.
         self.head = keras.layers.Dense(self.num_labels, dtype="float32", name="head")
@@ -103,13 +129,7 @@ class MultiLabelClassifier(steps.PrebuiltFit, OneOptimizerCompileConfig, keras.M
           **kwargs: passed to ``keras.Model.compile`` (e.g.
             ``steps_per_execution``); ``loss`` and ``jit_compile`` are fixed.
         """
-        # A saved compile config (load_model) carries loss=None and
-        # jit_compile=False; anything else would be silently ignored, so refuse.
-        if kwargs.pop("loss", None) is not None:
-            raise ValueError("'loss' is fixed by MultiLabelClassifier.compile (BCE)")
-        if kwargs.pop("jit_compile", False) not in (False, "auto"):
-            raise ValueError("'jit_compile' is fixed by MultiLabelClassifier.compile; "
-                             "use xla=True (per-replica XLA, see mltf.core.steps)")
+        fixed_compile_arguments(self, kwargs)
         super().compile(optimizer=optimizer, jit_compile=False, **kwargs)
         self.xla = bool(xla)
         self._step_fn = None
@@ -156,8 +176,7 @@ class MultiLabelClassifier(steps.PrebuiltFit, OneOptimizerCompileConfig, keras.M
     def _track(self, loss, logits, y):
         batch = tf.shape(logits)[0]
         self.loss_tracker.update_state(loss, sample_weight=batch)
-        predicted = tf.reduce_sum(tf.cast(logits >= 0.0, tf.float32), axis=-1)
-        self.labels_tracker.update_state(predicted)
+        self.labels_tracker.update_state(labels_per_image(logits), sample_weight=batch)
 
     # --- thresholds and config ----------------------------------------------
 
@@ -176,6 +195,7 @@ class MultiLabelClassifier(steps.PrebuiltFit, OneOptimizerCompileConfig, keras.M
             "label_names": self.label_names,
             "dropout": self.dropout,
             "label_smoothing": self.label_smoothing,
+            "preprocessing": self.preprocessing,
         })
         return config
 

@@ -1,0 +1,78 @@
+"""``mltf.train.method = "wgan_gp"``: seed 000's classifier trained against a
+conditional WGAN-gp critic.
+
+The run starts from a BCE-trained generator: ``mltf.train.initial_model``,
+or ``pretrain_epochs`` of BCE first (kept as ``pretrained.keras`` and reused
+when the run is resumed). The critic is ``mltf.build_critic``, the model
+``mltf.build_wgan``; each training step draws ``slots`` fresh batches, so the
+input batch is ``slots`` times the configured one and carries mismatched label
+sets (``MismatchedLabels``).
+"""
+
+import dataclasses
+import os
+
+import keras
+
+from mltf.methods.base import Method, Run
+from mltf.methods.wgan_gp.critic import build_critic, frozen_copy
+from mltf.methods.wgan_gp.mismatch import MismatchedLabels
+from mltf.methods.wgan_gp.model import build_wgan
+
+PRETRAINED = "pretrained.keras"
+
+
+class WGANGP(Method):
+    """Seed 000. Options (``mltf.train.<option>``):
+
+    Args:
+      pretrain_epochs: with no ``initial_model``: BCE epochs first (log
+        ``pretrain_log.csv``, model ``pretrained.keras``).
+      critic_optimizer, generator_optimizer: the two optimizers (gin scopes:
+        ``@critic/keras.optimizers.Adam()``); default Adam 1e-4 for both, as
+        in seed 000.
+    """
+
+    name = "wgan_gp"
+    options = {"pretrain_epochs": 0, "critic_optimizer": None, "generator_optimizer": None}
+
+    def initial_model(self, run: Run):
+        """A resumed run whose BCE phase is done starts from its result."""
+        path = os.path.join(run.model_dir, PRETRAINED)
+        if run.initial_model is None and os.path.exists(path):
+            return path
+        return None
+
+    def prepare(self, run: Run, classifier) -> None:
+        super().prepare(run, classifier)
+        epochs = run.options["pretrain_epochs"]
+        if epochs > 0 and not run.resumed_phase:
+            run.fit_phase(classifier, "pretrain", epochs)
+            if run.chief:
+                run.save_model(classifier, os.path.join(run.model_dir, PRETRAINED))
+
+    def build(self, run: Run, classifier):
+        with run.strategy.scope():
+            fext = frozen_copy(classifier.backbone)
+            critic = build_critic(run.info.num_labels)
+            model = build_wgan(classifier, critic, fext)
+            model.build((None,) + tuple(run.input_shape))
+            default = keras.optimizers.Adam
+            model.compile(
+                critic_optimizer=run.in_scope(run.options["critic_optimizer"] or default(1e-4)),
+                generator_optimizer=run.in_scope(run.options["generator_optimizer"]
+                                                 or default(1e-4)),
+                xla=run.xla)
+        return model
+
+    def adapt_input(self, run: Run, fit_model, config):
+        # One step draws `slots` fresh batches (see model.py).
+        transforms = [MismatchedLabels(config.split)] if fit_model.negative_sampling else []
+        return dataclasses.replace(
+            config, batch_size=config.batch_size * fit_model.slots,
+            batch_transforms=tuple(config.batch_transforms) + tuple(transforms))
+
+    def report(self, fit_model):
+        return {"wgan_gp": {key: fit_model.get_config()[key] for key in (
+            "n_critic", "alpha", "gp_weight", "inverse_temperature", "gumbel",
+            "negative_sampling", "batches")}}

@@ -1,0 +1,6 @@
+"""Task models on a backbone: the BCE multi-label classifier that both papers
+start from and that every method trains (``mltf.methods``)."""
+
+from mltf.models.classifier import MultiLabelClassifier, OneOptimizerCompileConfig
+
+__all__ = ["MultiLabelClassifier", "OneOptimizerCompileConfig"]

@@ -1,0 +1,276 @@
+"""``mltf.train``: the run, from a gin config to ``model.keras`` and
+``metrics.json``, for any method (``mltf.methods``).
+
+The trainer is an orchestrator: it builds the strategy, the classifier and
+the evaluation input, asks the method for the model to fit, its training
+input and its callbacks, fits with the run's kill-safe state
+(``run_state``), then evaluates and writes the run folder. It never asks
+which method it runs.
+"""
+
+import atexit
+import dataclasses
+import os
+import shutil
+import sys
+import tempfile
+import time
+from typing import Optional, Sequence
+
+import gin
+import keras
+import numpy as np
+
+from mltf import backbones, metrics, methods
+from mltf.core import distribute
+from mltf.core import steps as steps_lib
+from mltf.data import schema
+from mltf.models import MultiLabelClassifier
+from mltf.training import callbacks as cbs_lib
+from mltf.training import run_state
+from mltf.training.gin_setup import in_scope
+import pipelines
+from pipelines import preprocessing
+
+
+@gin.configurable(module="mltf", denylist=["model_dir"])
+def train(model_dir: str, epochs: int = 10, steps_per_epoch: Optional[int] = None,
+          optimizer=None, learning_rate: Optional[float] = None, dropout: float = 0.0,
+          label_smoothing: float = 0.0, xla="auto", mixed_precision: Optional[str] = None,
+          strategy: str = "auto", checkpoint_metric: str = "val_mAP", eval_every: int = 1,
+          backup_keep: int = 2, callbacks: Sequence = (), tune_thresholds: bool = True,
+          seed: int = 0, verbose="auto", method: str = "bce",
+          initial_model: Optional[str] = None, **method_options):
+    """Trains a classifier with ``method``; returns the final evaluation metrics.
+
+    Args:
+      model_dir: run folder (the ``--model_dir`` flag; never bound in gin).
+      epochs: training epochs.
+      steps_per_epoch: steps per epoch (default: one pass over the training
+        split, ``num_examples // batch_size``).
+      optimizer: a Keras optimizer (``@keras.optimizers.Adam()``); default
+        Adam with ``learning_rate``.
+      learning_rate: Adam's learning rate when ``optimizer`` is not given
+        (default 1e-3); binding both is an error.
+      dropout, label_smoothing: see ``mltf.models.MultiLabelClassifier``.
+      xla: XLA-compile the per-replica step (``mltf.core.steps``); ``"auto"``:
+        on GPUs, off on CPUs, where it measured slower.
+      mixed_precision: None, ``"mixed_float16"`` (GPU) or
+        ``"mixed_bfloat16"`` (TPU, recent CPUs).
+      strategy: ``auto``, ``default``, ``mirrored``, ``multi_worker`` or
+        ``cpu:N`` (``mltf.core.distribute``).
+      checkpoint_metric: log key that picks ``checkpoints/best.keras``
+        (``val_<metric key>``; ``val_loss`` is minimised, others maximised).
+      eval_every: full-set evaluation every this many epochs.
+      backup_keep: committed epoch states kept in ``backup/`` (an older one
+        is the fallback if the newest is damaged). A killed run resumes at the
+        start of the epoch it was in (``run_state``).
+      callbacks: extra Keras callbacks (e.g.
+        ``@keras.callbacks.ReduceLROnPlateau()``, which can monitor
+        ``val_loss``: the full-set evaluation logs it).
+      tune_thresholds: tune per-class thresholds on the evaluation split
+        (maximising each class's F1) and save them with ``model.keras``.
+      seed: seed of Keras's initialisers and dropout.
+      verbose: Keras's progress output (``"auto"``: a bar on a terminal).
+      method: a name in ``mltf.methods.REGISTRY``: ``"bce"`` (the baseline),
+        ``"wgan_gp"`` (seed 000; ``mltf.build_critic`` / ``mltf.build_wgan``)
+        or ``"retdm"`` (seed 001; ``mltf.build_retdm``).
+      initial_model: a ``.keras`` classifier to start from (seed 000 starts
+        from a BCE-trained generator); its backbone replaces
+        ``mltf.build_backbone``.
+      **method_options: the method's own options (``Method.options``; e.g.
+        ``wgan_gp``'s ``pretrain_epochs``, ``critic_optimizer``,
+        ``generator_optimizer``); an unknown name is an error.
+    """
+    if optimizer is not None and learning_rate is not None:
+        raise ValueError("bind either mltf.train.optimizer or mltf.train.learning_rate, "
+                         "not both (the optimizer carries its own learning rate)")
+    plugin = methods.get(method)
+    options = plugin.check(method_options)
+    strategy_obj = distribute.make_strategy(strategy)
+    chief, run_dir = distribute.is_chief(strategy_obj), model_dir
+    model_dir = model_dir if chief else _worker_dir(strategy_obj)
+    os.makedirs(model_dir, exist_ok=True)
+    train_cfg, eval_cfg = pipelines.input_configs()
+    pipelines.input.check_global_batch(train_cfg.batch_size, strategy_obj.num_replicas_in_sync)
+    info = schema.read_info(train_cfg.data_dir)
+    if mixed_precision:
+        keras.mixed_precision.set_global_policy(mixed_precision)
+    keras.utils.set_random_seed(seed)
+    run = methods.Run(
+        model_dir=model_dir, chief=chief, strategy=strategy_obj, info=info,
+        train_config=train_cfg, input_shape=_input_shape(info, train_cfg), optimizer=None,
+        xla=steps_lib.resolve_xla(xla), user_callbacks=list(callbacks), options=options,
+        initial_model=initial_model, in_scope=in_scope, save_model=run_state.save_model)
+    # A phase the method left in the run folder (chief's decision for all workers).
+    resumed = plugin.initial_model(run) if chief else None
+    run.resumed_phase = distribute.broadcast_flag(strategy_obj, resumed is not None)
+    with strategy_obj.scope():
+        model = _classifier(resumed or initial_model, run, dropout, label_smoothing)
+        run.optimizer = in_scope(optimizer or keras.optimizers.Adam(learning_rate or 1e-3))
+    if run.resumed_phase:  # only the chief loaded it (a fresh net of the same shape elsewhere)
+        distribute.broadcast_variables(strategy_obj, model.variables)
+    for cfg in (train_cfg, eval_cfg):
+        cfg.preprocessing = _resolve_preprocessing(cfg.preprocessing, model, info)
+    model.preprocessing = train_cfg.preprocessing
+    eval_cfg.training = False
+    eval_ds = pipelines.make_dataset(eval_cfg, info=info)
+    verbose = (1 if sys.stdout.isatty() else 2) if verbose == "auto" else verbose
+    fit = _Fitter(run, eval_ds, eval_every, backup_keep, steps_per_epoch, verbose)
+    run.fit_phase = fit.phase
+    plugin.prepare(run, model)
+    fit_model = plugin.build(run, model)
+    run.train_config = plugin.adapt_input(run, fit_model, train_cfg)
+    state, train_seconds = fit.main(fit_model, epochs, plugin.callbacks(run, fit_model),
+                                    checkpoint_metric)
+    results, thresholds = _evaluate(model, eval_ds, info, tune_thresholds)
+    if chief:
+        run_state.save_model(model, os.path.join(model_dir, "model.keras"))
+    report = {"split": eval_cfg.split, "data_dir": eval_cfg.data_dir,
+              "metrics": results, "thresholds": [float(t) for t in thresholds],
+              "label_names": info.label_names, "epochs": len(state.rows),
+              "train_seconds": round(train_seconds, 1),
+              "replicas": strategy_obj.num_replicas_in_sync,
+              "workers": distribute.num_workers(strategy_obj), "method": method,
+              "steps_per_epoch": fit.steps(run.train_config),
+              "global_batch": run.train_config.batch_size, **plugin.report(fit_model)}
+    if chief:
+        run_state.write_json(os.path.join(model_dir, "metrics.json"), report)
+        state.close()  # last: a kill before this resumes and writes them again
+    else:
+        shutil.rmtree(model_dir, ignore_errors=True)
+    print(f"\n{metrics.format_table(results)}\n"
+          f"(split {eval_cfg.split!r} of {eval_cfg.data_dir}; threshold 0.5; "
+          f"training {train_seconds:.0f} s; run folder {run_dir}"
+          f"{'' if chief else ', written by the chief'})")
+    return results
+
+
+# --- the pieces of a run ------------------------------------------------------
+
+
+def _worker_dir(strategy) -> str:
+    """The run folder is the chief's; another worker's writes go to a folder
+    of its own, removed when it ends."""
+    path = tempfile.mkdtemp(prefix=f"mltf-{distribute.task_name(strategy)}-")
+    atexit.register(shutil.rmtree, path, True)
+    return path
+
+
+def _input_shape(info, train_cfg):
+    if info.kind == schema.KIND_FEATURES:
+        return (info.feature_dim,)
+    side = pipelines.augment.as_hw(train_cfg.image_size)
+    return (side[0], side[1], 3)
+
+
+def _classifier(path, run, dropout, label_smoothing):
+    """The classifier loaded from ``path`` or built from
+    ``mltf.build_backbone``."""
+    if not path:
+        backbone = backbones.build_backbone(input_shape=run.input_shape)
+        model = MultiLabelClassifier(
+            backbone, run.info.num_labels, label_names=run.info.label_names,
+            dropout=dropout, label_smoothing=label_smoothing, name="classifier")
+        model.build((None,) + tuple(run.input_shape))
+        return model
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"initial_model not found: {path}")
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as e:  # a truncated or foreign file: say which
+        raise run_state.RunStateError(
+            f"{path} cannot be loaded as a Keras model ({type(e).__name__}: {str(e)[:300]})"
+            + ("; it is this run's own earlier phase: delete it to run that phase again"
+               if path != run.initial_model else "")) from None
+    if getattr(model, "num_labels", None) != run.info.num_labels:
+        raise ValueError(f"{path} predicts {getattr(model, 'num_labels', '?')} "
+                         f"labels, the dataset has {run.info.num_labels}")
+    return model
+
+
+def _resolve_preprocessing(mode, model, info) -> str:
+    """``"auto"``: what the classifier was trained with, else what its
+    backbone expects; feature datasets are never scaled."""
+    if mode == "auto":
+        if info.kind != schema.KIND_IMAGE:
+            return "none"
+        mode = model.preprocessing or backbones.preprocessing_mode(model.backbone.name)
+    return preprocessing.mode_for(mode)
+
+
+def _evaluate(model, eval_ds, info, tune):
+    y, s = cbs_lib.predict_dataset(model, eval_ds)
+    results = metrics.compute_all(y, s)
+    thresholds = np.full(info.num_labels, 0.5, np.float32)
+    if tune:
+        thresholds = metrics.tune_thresholds(y, s)
+        model.set_thresholds(thresholds)
+    return results, thresholds
+
+
+@dataclasses.dataclass
+class _Fitter:
+    """``fit`` with the run's evaluation, NaN guard and kill-safe state, for
+    the main phase and for a method's extra phases (``Run.fit_phase``)."""
+    run: "methods.Run"
+    eval_ds: object
+    eval_every: int
+    backup_keep: int
+    steps_per_epoch: Optional[int]
+    verbose: object
+
+    def steps(self, cfg) -> int:
+        if self.steps_per_epoch:
+            return self.steps_per_epoch
+        num = self.run.info.split(cfg.split).num_examples
+        return pipelines.input.steps_per_epoch(num, cfg.batch_size)
+
+    def _dataset(self, cfg):
+        if self.run.strategy.num_replicas_in_sync > 1:
+            return pipelines.distributed_dataset(self.run.strategy, cfg)
+        return pipelines.make_dataset(cfg, info=self.run.info)
+
+    def _state(self, name, backup, log_name, extra, **kwargs):
+        return run_state.RunState(
+            backup_dir=os.path.join(self.run.model_dir, *backup),
+            log_path=os.path.join(self.run.model_dir, log_name), callbacks=extra,
+            writer=self.run.chief, strategy=self.run.strategy, keep=self.backup_keep,
+            name=name, **kwargs)
+
+    def phase(self, model, name: str, epochs: int) -> None:
+        """An extra phase ``name`` (log ``<name>_log.csv``, state
+        ``backup/<name>ing``, TensorBoard ``tensorboard/<name>``)."""
+        state = self._state(f"{name}ing", ("backup", f"{name}ing"), f"{name}_log.csv", [],
+                            tensorboard_dir=os.path.join(self.run.model_dir, "tensorboard", name))
+        done = state.restore(model)
+        model.fit(self._dataset(self.run.train_config), epochs=epochs, initial_epoch=done,
+                  steps_per_epoch=self.steps(self.run.train_config),
+                  callbacks=[cbs_lib.FullSetEvaluation(self.eval_ds, every=self.eval_every),
+                             cbs_lib.TerminateOnNaNWithMessage(), state],
+                  verbose=self.verbose)
+        state.close()
+
+    def main(self, fit_model, epochs, method_callbacks, checkpoint_metric):
+        model_dir, cfg = self.run.model_dir, self.run.train_config
+        log_dir = os.path.join(model_dir, "tensorboard")
+        user = list(self.run.user_callbacks)
+        state = self._state("run", ("backup",), "training_log.csv", [*method_callbacks, *user],
+                            tensorboard_dir=log_dir,
+                            checkpoint_dir=os.path.join(model_dir, "checkpoints"),
+                            checkpoint_metric=checkpoint_metric,
+                            mode=cbs_lib.checkpoint_mode(checkpoint_metric))
+        initial_epoch = state.restore(fit_model)
+        # The method's first (RETDM's stage), then the evaluation whose logs
+        # the user's callbacks read.
+        cbs = [*method_callbacks, cbs_lib.FullSetEvaluation(self.eval_ds, every=self.eval_every),
+               cbs_lib.LearningRateLogger(), cbs_lib.TerminateOnNaNWithMessage(), *user]
+        if self.run.chief:
+            cbs.append(cbs_lib.OperativeConfigWriter(model_dir, log_dir))
+        cbs.append(state)  # last: it commits the logs the others wrote
+        start = time.time()
+        fit_model.fit(self._dataset(cfg), epochs=epochs, initial_epoch=initial_epoch,
+                      steps_per_epoch=self.steps(cfg), callbacks=cbs, verbose=self.verbose)
+        if any(getattr(c, "stopped_at", None) is not None for c in cbs):
+            raise FloatingPointError("training stopped on a NaN or infinite loss")
+        return state, time.time() - start
