@@ -2,6 +2,7 @@
 
 import json
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -13,7 +14,7 @@ from conftest import read_records, write_corrupt, write_image
 from mltf.data import schema, sources, writer
 from mltf.data.sources import ALL, Item, SourceData, SourceError, SourceOptions
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def _image_items(tmp_path, n=6):
