@@ -9,7 +9,7 @@ import tensorflow as tf
 from conftest import read_records
 from mltf.data import sources
 from mltf.data.sources import demo_source
-from mltf.data.sources.base import SourceError, SourceOptions
+from mltf.data.sources.base import SourceError
 from mltf.data.writer import write_dataset
 
 NAMES = ["zero", "one", "two", "three", "four",
@@ -63,7 +63,7 @@ def doc_cardinality():
 def options(**kw):
     base = dict(demo_num_train=200, demo_num_val=60, demo_image_size=32, seed=0)
     base.update(kw)
-    return SourceOptions(**base)
+    return demo_source.Options(**base)
 
 
 def multi_hot(label_lists):

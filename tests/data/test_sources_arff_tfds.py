@@ -10,7 +10,7 @@ import tensorflow_datasets as tfds
 
 from conftest import read_records
 from mltf.data import writer
-from mltf.data.sources import ALL, SourceError, SourceOptions
+from mltf.data.sources import ALL, SourceError
 from mltf.data.sources import arff_source, tfds_source
 
 # --------------------------------------------------------------------------
@@ -71,7 +71,7 @@ def _write(tmp_path, name, text):
 
 
 def _load(**kwargs):
-    return arff_source.load(SourceOptions(**kwargs))
+    return arff_source.load(arff_source.Options(**kwargs))
 
 
 def _records_by_id(data_dir, split):
@@ -393,7 +393,7 @@ def tfds_dir(tmp_path_factory):
 
 
 def _tfds(**kwargs):
-    return tfds_source.load(SourceOptions(**kwargs))
+    return tfds_source.load(tfds_source.Options(**kwargs))
 
 
 def test_tfds_prepared_dataset(tfds_dir, tmp_path):
