@@ -17,18 +17,21 @@ from mltf.data.sources import arff_source, tfds_source
 # arff
 # --------------------------------------------------------------------------
 
+_DENSE_ATTRIBUTES = """\
+@attribute f1 numeric
+@ATTRIBUTE 'feature two' REAL
+@attribute "f3" integer
+@attribute Beach {0,1}
+@attribute 'Fall Foliage' {0, 1}
+"""
+
 DENSE_TRAIN = """\
 % A tiny MULAN-style file.
 % comment lines and blank lines are ignored
 
 @RELATION tiny
 
-@attribute f1 numeric
-@ATTRIBUTE 'feature two' REAL
-@attribute "f3" integer
-@attribute Beach {0,1}
-@attribute 'Fall Foliage' {0, 1}
-
+""" + _DENSE_ATTRIBUTES + """
 @data
 % a comment inside the data
 0.5,1.25,3,1,0
@@ -37,16 +40,11 @@ DENSE_TRAIN = """\
 1e-3, 4.5 ,-1,1,1
 """
 
-DENSE_TEST = """\
-@relation tiny
-@attribute f1 numeric
-@attribute 'feature two' real
-@attribute "f3" integer
-@attribute Beach {0,1}
-@attribute 'Fall Foliage' {0,1}
-@data
-9,8,7,0,1
-"""
+# The same attributes, spelled as another writer would: still the same.
+DENSE_TEST = ("@relation tiny\n"
+              + _DENSE_ATTRIBUTES.replace("@ATTRIBUTE", "@attribute")
+              .replace("REAL", "real").replace("{0, 1}", "{0,1}")
+              + "@data\n9,8,7,0,1\n")
 
 SPARSE = """\
 @relation sparse
