@@ -164,7 +164,7 @@ def test_objects_match_labels_and_fit_in_the_image():
 
 
 def test_cardinality_and_hard_objects(large):
-    card = np.array([len(l) for l in large.labels])
+    card = np.array([len(labels) for labels in large.labels])
     assert card.min() >= 1 and card.max() <= 4
     expected = doc_cardinality()
     for n in range(1, 5):

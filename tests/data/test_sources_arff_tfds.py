@@ -283,8 +283,8 @@ def _numpy_parse(path):
     """Independent plain-numpy reading of a dense ARFF file's @data rows."""
     with open(path) as f:
         lines = f.read().splitlines()
-    start = [i for i, l in enumerate(lines) if l.strip().lower() == "@data"][0]
-    rows = [l for l in lines[start + 1:] if l.strip() and not l.startswith("%")]
+    start = [i for i, line in enumerate(lines) if line.strip().lower() == "@data"][0]
+    rows = [line for line in lines[start + 1:] if line.strip() and not line.startswith("%")]
     return np.array([r.split(",") for r in rows], dtype=np.float64)
 
 

@@ -136,8 +136,8 @@ def test_seeded_split_and_deterministic_order(tmp_path):
     data = SourceData(["a", "b", "c"], {ALL: items})
     a = writer.write_dataset(data, str(tmp_path / "a"), val_fraction=0.3,
                              test_fraction=0.2, seed=3, num_workers=1, progress=False)
-    b = writer.write_dataset(data, str(tmp_path / "b"), val_fraction=0.3,
-                             test_fraction=0.2, seed=3, num_workers=2, progress=False)
+    writer.write_dataset(data, str(tmp_path / "b"), val_fraction=0.3,
+                         test_fraction=0.2, seed=3, num_workers=2, progress=False)
     assert {k: v.num_examples for k, v in a.splits.items()} == {"train": 5, "val": 3, "test": 2}
     for split in a.splits:
         ra = [r["id"] for r in read_records(tmp_path / "a", split)[1]]
