@@ -38,8 +38,25 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from mltf.data.sources.base import (ALL, Item, SourceData, SourceError,
-                                    SourceOptions, require_file)
+from mltf.data.sources.base import (ALL, Item, SharedOptions, SourceData,
+                                    SourceError, option, require_file)
+
+
+
+@dataclasses.dataclass(frozen=True)
+class Options(SharedOptions):
+    """Options of the arff source.
+
+    Args:
+      arff_train: the training ARFF file.
+      arff_test: the test ARFF file, or None.
+      num_labels: how many trailing attributes are labels, or None to infer.
+    """
+    arff_train: Optional[str] = option("string", None, "training ARFF file.")
+    arff_test: Optional[str] = option("string", None, "test ARFF file (optional).")
+    num_labels: Optional[int] = option("integer", None, "the last k attributes are the labels "
+                                       "(default: the trailing {0,1} attributes).")
+
 
 _NUMERIC_TYPES = {"numeric", "real", "integer"}
 _MEKA_C = re.compile(r"(?:^|\s)-C\s+(-?\d+)(?=\s|$|['\"])")
@@ -349,7 +366,7 @@ def _items(arff: ArffFile, split: str, label_positions: List[int]) -> List[Item]
     return items
 
 
-def load(options: SourceOptions) -> SourceData:
+def load(options: Options) -> SourceData:
     if not options.arff_train:
         raise SourceError("the arff source needs --arff_train")
     train = parse_arff(options.arff_train)

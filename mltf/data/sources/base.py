@@ -1,13 +1,18 @@
-"""What a source module returns, and the options every source may read.
+"""What a source module returns, how it declares its options, and the
+options every source may read.
 
 A source turns raw files into ``Item``s: one per image (or feature vector),
 with its label indices. It does not read or validate image bytes; the writer
 (``mltf.data.writer``) does that, in parallel, and skips what is corrupt.
+
+A source declares its options as ``Options``, a frozen dataclass extending
+``SharedOptions`` whose fields are made with ``option``: the field is what
+``load`` reads, and make_tfrecords turns its declaration into a flag.
 """
 
 import dataclasses
 import os
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -63,43 +68,104 @@ class SourceData:
 ALL = "all"
 
 
-@dataclasses.dataclass
-class SourceOptions:
-    """Every option a source can read; each source uses the few it needs.
+# The flag types an option can have (absl's DEFINE_<kind>).
+KINDS = ("string", "integer", "float", "bool", "list", "enum")
 
-    ``mltf.data.make_tfrecords`` (behind ``tools/make_tfrecords.py``) fills it
-    from its flags of the same names.
+
+def option(kind: str, default, help: str, choices: Optional[Sequence[str]] = None):
+    """Declares one field of a source's ``Options`` and the make_tfrecords flag
+    of the same name.
+
+    Args:
+      kind: one of ``KINDS``.
+      default: the field's and the flag's default; a ``list`` default is a
+        tuple here (dataclass defaults must be immutable) and a list in the
+        flag.
+      help: the flag's help text, without the ``<source>:`` prefix that the
+        tool adds.
+      choices: the allowed values of an ``enum``.
     """
-    # Root folder of the raw dataset (coco, nuswide, mirflickr, voc).
-    data_dir: Optional[str] = None
-    # csv source.
-    csv: Optional[str] = None
-    image_dir: Optional[str] = None
-    vocabulary: Optional[str] = None  # file with one label name per line
-    # arff source.
-    arff_train: Optional[str] = None
-    arff_test: Optional[str] = None
-    num_labels: Optional[int] = None  # the last k attributes are labels
-    # coco source.
-    coco_year: str = "2014"
-    coco_keep_empty: bool = False
-    # voc source.
-    voc_year: str = "2007"
-    voc_splits: Sequence[str] = ("trainval", "test")
-    voc_difficult: str = "negative"  # negative | positive | drop
-    # nuswide source.
-    nuswide_image_dir: Optional[str] = None
-    # tfds source.
-    tfds_name: Optional[str] = None
-    tfds_data_dir: Optional[str] = None
-    tfds_splits: Optional[Sequence[str]] = None
-    tfds_image_key: str = "image"
-    tfds_label_key: str = "labels"
-    # demo source.
-    demo_num_train: int = 2000
-    demo_num_val: int = 500
-    demo_image_size: int = 64
+    if kind not in KINDS:
+        raise ValueError(f"option kind must be one of {KINDS}, got {kind!r}")
+    if (kind == "enum") != (choices is not None):
+        raise ValueError("choices go with kind 'enum', and only with it")
+    return dataclasses.field(default=default, metadata={
+        "kind": kind, "help": help,
+        "choices": tuple(choices) if choices is not None else None})
+
+
+@dataclasses.dataclass(frozen=True)
+class SharedOptions:
+    """Options any source may read; each source's ``Options`` extends it.
+
+    Args:
+      data_dir: root folder of the raw dataset (the flag is declared here, once,
+        since several sources read it).
+      seed: the tool's ``--seed``, which also seeds the split and the write
+        order, so it is a plain field and not a flag of its own.
+    """
+    data_dir: Optional[str] = option(
+        "string", None,
+        "Root folder of the raw dataset (coco, nuswide, mirflickr, voc).")
     seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class OptionSpec:
+    """One declared option, as make_tfrecords turns it into a flag.
+
+    Args:
+      name: the field and flag name.
+      kind: one of ``KINDS``.
+      default: the flag default (a list for ``list``).
+      help: the full flag help.
+      choices: the values of an ``enum``, else None.
+    """
+    name: str
+    kind: str
+    default: object
+    help: str
+    choices: Optional[Tuple[str, ...]] = None
+
+
+def declared_options(options_cls, prefix: str = "",
+                     base=None) -> List[OptionSpec]:
+    """The options ``options_cls`` declares with ``option``, less those of
+    the dataclass ``base``, in field order, their help prefixed with
+    ``prefix``."""
+    inherited = {f.name for f in dataclasses.fields(base)} if base else set()
+    specs = []
+    for field in dataclasses.fields(options_cls):
+        if field.name in inherited or "kind" not in field.metadata:
+            continue
+        kind = field.metadata["kind"]
+        default = field.default
+        if kind == "list" and default is not None:
+            default = list(default)
+        specs.append(OptionSpec(field.name, kind, default,
+                                prefix + field.metadata["help"],
+                                field.metadata["choices"]))
+    return specs
+
+
+class SourceOptions:
+    """Option values by name for any source, in one flat set: what
+    make_tfrecords passes (one value per flag), and the older calling form
+    ``sources.load("demo", SourceOptions(demo_num_train=96))``. ``load``
+    checks the names and keeps the values the chosen source declares; the
+    others keep their defaults.
+
+    Args:
+      **values: option names (declared by a source, or ``seed``) and values.
+    """
+
+    def __init__(self, **values):
+        self.__dict__.update(values)
+
+    def for_source(self, options_cls):
+        """The ``options_cls`` instance holding the values it declares."""
+        fields = {f.name for f in dataclasses.fields(options_cls)}
+        return options_cls(**{k: v for k, v in vars(self).items() if k in fields})
 
 
 def require_file(path: str, what: str) -> str:
@@ -110,6 +176,7 @@ def require_file(path: str, what: str) -> str:
 
 
 def require_dir(path: str, what: str) -> str:
+    """Raises SourceError naming ``path`` when it is not an existing folder."""
     if not path or not os.path.isdir(path):
         raise SourceError(f"{what} not found: {path}")
     return path

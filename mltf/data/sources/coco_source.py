@@ -24,16 +24,33 @@ and counted in ``dropped`` as ``"<split>: no annotation"``;
 """
 
 import contextlib
+import dataclasses
 import io
 import json
 import os
 from typing import Dict, List, Tuple
 
-from mltf.data.sources.base import (Item, SourceData, SourceError,
-                                    SourceOptions, require_dir, require_file)
+from mltf.data.sources.base import (Item, SharedOptions, SourceData,
+                                    SourceError, option, require_dir,
+                                    require_file)
 
 SPLITS = ("train", "val")
 YEARS = ("2014", "2017")
+
+
+@dataclasses.dataclass(frozen=True)
+class Options(SharedOptions):
+    """Options of the coco source (it also reads ``data_dir``).
+
+    Args:
+      coco_year: ``"2014"`` or ``"2017"``.
+      coco_keep_empty: keep images with no annotation.
+    """
+    # A string flag, not an enum, so that a wrong year gets this source's
+    # own error message.
+    coco_year: str = option("string", "2014", "2014 or 2017.")
+    coco_keep_empty: bool = option(
+        "bool", False, "keep images with no annotation (the papers drop them).")
 
 
 def annotation_path(data_dir: str, split: str, year: str) -> str:
@@ -59,7 +76,7 @@ def _categories(coco, path: str) -> List[Tuple[int, str]]:
     return cats
 
 
-def load(options: SourceOptions) -> SourceData:
+def load(options: Options) -> SourceData:
     data_dir = require_dir(options.data_dir, "COCO root (--data_dir)")
     year = str(options.coco_year)
     if year not in YEARS:

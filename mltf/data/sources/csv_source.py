@@ -15,12 +15,35 @@ is no official split: the converter makes a seeded one.
 """
 
 import csv
+import dataclasses
 import os
 import re
 from typing import List, Optional
 
-from mltf.data.sources.base import (ALL, Item, SourceData, SourceError,
-                                    SourceOptions, require_file)
+from mltf.data.sources.base import (ALL, Item, SharedOptions, SourceData,
+                                    SourceError, option, require_file)
+
+
+
+@dataclasses.dataclass(frozen=True)
+class Options(SharedOptions):
+    """Options of the csv source.
+
+    Args:
+      csv: the label table.
+      image_dir: the image folder.
+      vocabulary: a file of label names, one per line.
+    """
+    csv: Optional[str] = option(
+        "string", None, "the label file (filename,<label>,... with 0/1, or "
+        "filename,labels with names).")
+    image_dir: Optional[str] = option(
+        "string", None, "image folder (default: <csv folder>/images if it "
+        "exists, else the csv folder).")
+    vocabulary: Optional[str] = option(
+        "string", None, "file with one label name per line; names outside it "
+        "are an error.")
+
 
 _NAME_HEADERS = {"labels", "label", "tags"}
 _SEPARATORS = re.compile(r"[\s;|]+")
@@ -48,7 +71,7 @@ def _image_dir(csv_path: str, image_dir: Optional[str]) -> str:
     return images if os.path.isdir(images) else here
 
 
-def load(options: SourceOptions) -> SourceData:
+def load(options: Options) -> SourceData:
     path = require_file(options.csv, "label csv (--csv)")
     image_dir = _image_dir(path, options.image_dir)
     vocabulary = read_vocabulary(options.vocabulary) if options.vocabulary else None

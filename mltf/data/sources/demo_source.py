@@ -70,7 +70,7 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from mltf.data.sources.base import Item, SourceData, SourceError, SourceOptions
+from mltf.data.sources.base import Item, SharedOptions, SourceData, SourceError, option
 
 LABEL_NAMES = ["zero", "one", "two", "three", "four",
                "five", "six", "seven", "eight", "nine"]
@@ -102,6 +102,19 @@ MIN_IMAGE_SIZE = 24
 MAX_OBJECTS = 4
 
 NORMAL, FAINT, OCCLUDED = 0, 1, 2
+
+
+@dataclasses.dataclass(frozen=True)
+class Options(SharedOptions):
+    """Options of the demo source (it also reads ``seed``).
+
+    Args:
+      demo_num_train, demo_num_val, demo_image_size: scenes per split, side.
+    """
+    demo_num_train: int = option("integer", 2000, "training images.")
+    demo_num_val: int = option("integer", 500, "validation images.")
+    demo_image_size: int = option("integer", 64, "image side in pixels.")
+
 
 _THEME_SIZE = 3
 _NUM_LABELS = len(LABEL_NAMES)
@@ -330,7 +343,7 @@ def _seed_sequence(seed: int) -> np.random.SeedSequence:
                           f"got {seed!r}") from None
 
 
-def generate(options: SourceOptions) -> Dict[str, DemoScenes]:
+def generate(options: Options) -> Dict[str, DemoScenes]:
     """The ``train`` and ``val`` scenes (with their drawing details) that
     ``load`` returns as items."""
     for name in ("demo_num_train", "demo_num_val"):
@@ -346,7 +359,7 @@ def generate(options: SourceOptions) -> Dict[str, DemoScenes]:
     }
 
 
-def load(options: SourceOptions) -> SourceData:
+def load(options: Options) -> SourceData:
     scenes = generate(options)
     splits = {}
     for split, data in scenes.items():

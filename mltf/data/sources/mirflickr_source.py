@@ -32,12 +32,15 @@ import os
 import re
 from typing import Dict, List
 
-from mltf.data.sources.base import (ALL, Item, SourceData, SourceError,
-                                    SourceOptions, require_dir)
+from mltf.data.sources.base import (ALL, Item, SharedOptions, SourceData,
+                                    SourceError, require_dir)
 
 IMAGE_FOLDER = "mirflickr"
 ANNOTATION_FOLDER = "mirflickr25k_annotations_v080"
 _IMAGE_NAME = re.compile(r"^im([1-9][0-9]*)\.jpg$")
+
+# Only data_dir: no option of its own.
+Options = SharedOptions
 
 
 def label_files(annotation_dir: str) -> Dict[str, str]:
@@ -70,7 +73,7 @@ def read_numbers(path: str) -> List[int]:
     return numbers
 
 
-def load(options: SourceOptions) -> SourceData:
+def load(options: Options) -> SourceData:
     data_dir = require_dir(options.data_dir, "MIRFLICKR root (--data_dir)")
     image_dir = require_dir(os.path.join(data_dir, IMAGE_FOLDER),
                             "MIRFLICKR image folder")

@@ -25,15 +25,28 @@ list names but the folder lacks (NUS-WIDE downloads often miss some) are
 skipped and listed by the writer.
 """
 
+import dataclasses
 import os
-from typing import Dict, List
+from typing import Dict, List, Optional
 
-from mltf.data.sources.base import (Item, SourceData, SourceError,
-                                    SourceOptions, require_dir, require_file)
+from mltf.data.sources.base import (Item, SharedOptions, SourceData,
+                                    SourceError, option, require_dir,
+                                    require_file)
 
 # split name -> (image list file, label file suffix)
 SPLITS = {"train": ("TrainImagelist.txt", "Train"),
           "test": ("TestImagelist.txt", "Test")}
+
+
+@dataclasses.dataclass(frozen=True)
+class Options(SharedOptions):
+    """Options of the nuswide source (it also reads ``data_dir``).
+
+    Args:
+      nuswide_image_dir: the image root, or None for ``<data_dir>/Flickr``.
+    """
+    nuswide_image_dir: Optional[str] = option(
+        "string", None, "image root (default: <data_dir>/Flickr).")
 
 
 def _lines(path: str) -> List[str]:
@@ -89,7 +102,7 @@ def read_label_file(path: str, num_images: int, list_path: str) -> List[int]:
     return positives
 
 
-def load(options: SourceOptions) -> SourceData:
+def load(options: Options) -> SourceData:
     data_dir = require_dir(options.data_dir, "NUS-WIDE root (--data_dir)")
     concepts = read_concepts(os.path.join(data_dir, "Concepts81.txt"))
     label_dir = os.path.join(data_dir, "Groundtruth", "TrainTestLabels")

@@ -24,15 +24,39 @@ version folder) this is an error that names the folder; prepare it first with
 Only the image, label and key features are decoded (``PartialDecoding``).
 """
 
-from typing import Dict, List, Optional, Tuple
+import dataclasses
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from mltf.data.sources.base import (Item, SourceData, SourceError,
-                                    SourceOptions)
+from mltf.data.sources.base import (Item, SharedOptions, SourceData,
+                                    SourceError, option)
 
 ID_KEYS = ("image/filename", "filename", "file_name", "image/id", "image_id",
            "id")
+
+
+@dataclasses.dataclass(frozen=True)
+class Options(SharedOptions):
+    """Options of the tfds source.
+
+    Args:
+      tfds_name: the TFDS dataset name.
+      tfds_data_dir: where it is prepared, or None for TFDS's default.
+      tfds_splits: the splits to convert, or None for all.
+      tfds_image_key, tfds_label_key: the image and label features.
+    """
+    tfds_name: Optional[str] = option("string", None,
+                                      "dataset name, e.g. voc/2007.")
+    tfds_data_dir: Optional[str] = option(
+        "string", None,
+        "where the prepared dataset lies (default: ~/tensorflow_datasets).")
+    tfds_splits: Optional[Sequence[str]] = option(
+        "list", None, "splits to convert (default: all).")
+    tfds_image_key: str = option("string", "image", "image feature key.")
+    tfds_label_key: str = option(
+        "string", "labels",
+        "label feature key; '/' for nested, e.g. objects/label.")
 
 
 def _unwrap_sequence(feature):
@@ -118,7 +142,7 @@ def _not_prepared(name: str, builder) -> SourceError:
         f"{root}")
 
 
-def open_builder(options: SourceOptions):
+def open_builder(options: Options):
     """The TFDS builder of ``options.tfds_name``; SourceError unless prepared."""
     if not options.tfds_name:
         raise SourceError("the tfds source needs --tfds_name (e.g. voc/2007)")
@@ -138,7 +162,7 @@ def open_builder(options: SourceOptions):
     return builder
 
 
-def load(options: SourceOptions) -> SourceData:
+def load(options: Options) -> SourceData:
     import tensorflow_datasets as tfds
     builder = open_builder(options)
     name = options.tfds_name

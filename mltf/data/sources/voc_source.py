@@ -27,16 +27,36 @@ whose objects are all difficult) are kept; the writer reports them as
 ``num_empty``.
 """
 
+import dataclasses
 import os
-from typing import Dict, List
+from typing import Dict, List, Sequence
 
-from mltf.data.sources.base import (Item, SourceData, SourceError,
-                                    SourceOptions, require_dir, require_file)
+from mltf.data.sources.base import (Item, SharedOptions, SourceData,
+                                    SourceError, option, require_dir,
+                                    require_file)
 
 CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car",
            "cat", "chair", "cow", "diningtable", "dog", "horse", "motorbike",
            "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor")
 DIFFICULT_MODES = ("negative", "positive", "drop")
+
+
+@dataclasses.dataclass(frozen=True)
+class Options(SharedOptions):
+    """Options of the voc source (it also reads ``data_dir``).
+
+    Args:
+      voc_year: ``"2007"`` or ``"2012"``.
+      voc_splits: the ImageSets/Main splits to convert (a comma-separated
+        string is split).
+      voc_difficult: one of ``DIFFICULT_MODES``.
+    """
+    voc_year: str = option("string", "2007", "2007 or 2012.")
+    voc_splits: Sequence[str] = option("list", ("trainval", "test"),
+                                       "ImageSets/Main splits to convert.")
+    voc_difficult: str = option("enum", "negative",
+                                "how a label marked difficult (0) counts.",
+                                choices=DIFFICULT_MODES)
 
 
 def voc_root(data_dir: str, year: str) -> str:
@@ -73,7 +93,7 @@ def read_class_file(path: str) -> Dict[str, int]:
     return flags
 
 
-def load(options: SourceOptions) -> SourceData:
+def load(options: Options) -> SourceData:
     year = str(options.voc_year)
     root = voc_root(options.data_dir, year)
     mode = options.voc_difficult

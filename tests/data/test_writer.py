@@ -2,6 +2,7 @@
 
 import json
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -13,7 +14,7 @@ from conftest import read_records, write_corrupt, write_image
 from mltf.data import schema, sources, writer
 from mltf.data.sources import ALL, Item, SourceData, SourceError, SourceOptions
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def _image_items(tmp_path, n=6):
@@ -135,8 +136,8 @@ def test_seeded_split_and_deterministic_order(tmp_path):
     data = SourceData(["a", "b", "c"], {ALL: items})
     a = writer.write_dataset(data, str(tmp_path / "a"), val_fraction=0.3,
                              test_fraction=0.2, seed=3, num_workers=1, progress=False)
-    b = writer.write_dataset(data, str(tmp_path / "b"), val_fraction=0.3,
-                             test_fraction=0.2, seed=3, num_workers=2, progress=False)
+    writer.write_dataset(data, str(tmp_path / "b"), val_fraction=0.3,
+                         test_fraction=0.2, seed=3, num_workers=2, progress=False)
     assert {k: v.num_examples for k, v in a.splits.items()} == {"train": 5, "val": 3, "test": 2}
     for split in a.splits:
         ra = [r["id"] for r in read_records(tmp_path / "a", split)[1]]
@@ -167,23 +168,24 @@ def _csv_tree(tmp_path, text, n=4):
     return SourceOptions(csv=str(tmp_path / "labels.csv"))
 
 
-def test_csv_zero_one_columns(tmp_path):
-    opts = _csv_tree(tmp_path, "Filenames,sky,sea,sand\n0.jpg,1,0,0\n1.jpg,1,1,0\n"
-                               "2.jpg,0,1,1\n3.jpg,0,0,0\n")
-    data = sources.load("csv", opts)
-    assert data.label_names == ["sky", "sea", "sand"]
-    got = {i.key: sorted(i.labels) for i in data.splits[ALL]}
-    assert got == {"0.jpg": [0], "1.jpg": [0, 1], "2.jpg": [1, 2], "3.jpg": []}
+_NAMES_CSV = "filename,labels\n0.jpg,sky sea\n1.jpg,sea;sand\n2.jpg,\n3.jpg,sand|sky\n"
+
+
+@pytest.mark.parametrize("text, label_names, expected", [
+    ("Filenames,sky,sea,sand\n0.jpg,1,0,0\n1.jpg,1,1,0\n2.jpg,0,1,1\n3.jpg,0,0,0\n",
+     ["sky", "sea", "sand"], {"0.jpg": [0], "1.jpg": [0, 1], "2.jpg": [1, 2], "3.jpg": []}),
+    (_NAMES_CSV,
+     ["sand", "sea", "sky"], {"0.jpg": [1, 2], "1.jpg": [0, 1], "2.jpg": [], "3.jpg": [0, 2]}),
+], ids=["zero_one_columns", "names_layout"])
+def test_csv_layouts(tmp_path, text, label_names, expected):
+    data = sources.load("csv", _csv_tree(tmp_path, text))
+    assert data.label_names == label_names
+    assert {i.key: sorted(i.labels) for i in data.splits[ALL]} == expected
     assert data.splits[ALL][0].path == str(tmp_path / "images" / "0.jpg")
 
 
 def test_csv_names_layout_with_vocabulary(tmp_path):
-    opts = _csv_tree(tmp_path, "filename,labels\n0.jpg,sky sea\n1.jpg,sea;sand\n"
-                               "2.jpg,\n3.jpg,sand|sky\n")
-    data = sources.load("csv", opts)
-    assert data.label_names == ["sand", "sea", "sky"]
-    got = {i.key: sorted(i.labels) for i in data.splits[ALL]}
-    assert got == {"0.jpg": [1, 2], "1.jpg": [0, 1], "2.jpg": [], "3.jpg": [0, 2]}
+    opts = _csv_tree(tmp_path, _NAMES_CSV)
     (tmp_path / "vocab.txt").write_text("sky\nsea\nsand\ngrass\n")
     opts.vocabulary = str(tmp_path / "vocab.txt")
     data = sources.load("csv", opts)

@@ -10,12 +10,20 @@ import tensorflow_datasets as tfds
 
 from conftest import read_records
 from mltf.data import writer
-from mltf.data.sources import ALL, SourceError, SourceOptions
+from mltf.data.sources import ALL, SourceError
 from mltf.data.sources import arff_source, tfds_source
 
 # --------------------------------------------------------------------------
 # arff
 # --------------------------------------------------------------------------
+
+_DENSE_ATTRIBUTES = """\
+@attribute f1 numeric
+@ATTRIBUTE 'feature two' REAL
+@attribute "f3" integer
+@attribute Beach {0,1}
+@attribute 'Fall Foliage' {0, 1}
+"""
 
 DENSE_TRAIN = """\
 % A tiny MULAN-style file.
@@ -23,12 +31,7 @@ DENSE_TRAIN = """\
 
 @RELATION tiny
 
-@attribute f1 numeric
-@ATTRIBUTE 'feature two' REAL
-@attribute "f3" integer
-@attribute Beach {0,1}
-@attribute 'Fall Foliage' {0, 1}
-
+""" + _DENSE_ATTRIBUTES + """
 @data
 % a comment inside the data
 0.5,1.25,3,1,0
@@ -37,16 +40,11 @@ DENSE_TRAIN = """\
 1e-3, 4.5 ,-1,1,1
 """
 
-DENSE_TEST = """\
-@relation tiny
-@attribute f1 numeric
-@attribute 'feature two' real
-@attribute "f3" integer
-@attribute Beach {0,1}
-@attribute 'Fall Foliage' {0,1}
-@data
-9,8,7,0,1
-"""
+# The same attributes, spelled as another writer would: still the same.
+DENSE_TEST = ("@relation tiny\n"
+              + _DENSE_ATTRIBUTES.replace("@ATTRIBUTE", "@attribute")
+              .replace("REAL", "real").replace("{0, 1}", "{0,1}")
+              + "@data\n9,8,7,0,1\n")
 
 SPARSE = """\
 @relation sparse
@@ -71,7 +69,7 @@ def _write(tmp_path, name, text):
 
 
 def _load(**kwargs):
-    return arff_source.load(SourceOptions(**kwargs))
+    return arff_source.load(arff_source.Options(**kwargs))
 
 
 def _records_by_id(data_dir, split):
@@ -285,8 +283,8 @@ def _numpy_parse(path):
     """Independent plain-numpy reading of a dense ARFF file's @data rows."""
     with open(path) as f:
         lines = f.read().splitlines()
-    start = [i for i, l in enumerate(lines) if l.strip().lower() == "@data"][0]
-    rows = [l for l in lines[start + 1:] if l.strip() and not l.startswith("%")]
+    start = [i for i, line in enumerate(lines) if line.strip().lower() == "@data"][0]
+    rows = [line for line in lines[start + 1:] if line.strip() and not line.startswith("%")]
     return np.array([r.split(",") for r in rows], dtype=np.float64)
 
 
@@ -393,7 +391,7 @@ def tfds_dir(tmp_path_factory):
 
 
 def _tfds(**kwargs):
-    return tfds_source.load(SourceOptions(**kwargs))
+    return tfds_source.load(tfds_source.Options(**kwargs))
 
 
 def test_tfds_prepared_dataset(tfds_dir, tmp_path):

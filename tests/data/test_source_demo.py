@@ -9,7 +9,7 @@ import tensorflow as tf
 from conftest import read_records
 from mltf.data import sources
 from mltf.data.sources import demo_source
-from mltf.data.sources.base import SourceError, SourceOptions
+from mltf.data.sources.base import SourceError
 from mltf.data.writer import write_dataset
 
 NAMES = ["zero", "one", "two", "three", "four",
@@ -63,7 +63,7 @@ def doc_cardinality():
 def options(**kw):
     base = dict(demo_num_train=200, demo_num_val=60, demo_image_size=32, seed=0)
     base.update(kw)
-    return SourceOptions(**base)
+    return demo_source.Options(**base)
 
 
 def multi_hot(label_lists):
@@ -164,7 +164,7 @@ def test_objects_match_labels_and_fit_in_the_image():
 
 
 def test_cardinality_and_hard_objects(large):
-    card = np.array([len(l) for l in large.labels])
+    card = np.array([len(labels) for labels in large.labels])
     assert card.min() >= 1 and card.max() <= 4
     expected = doc_cardinality()
     for n in range(1, 5):
