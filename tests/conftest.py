@@ -1,5 +1,6 @@
 """Shared test fixtures: tiny deterministic images and datasets in tmp_path."""
 
+import json
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -139,3 +140,45 @@ def train_in_process(config, model_dir, bindings):
         return train.train(str(model_dir))
     finally:
         gin.clear_config()
+
+
+# --- a tiny COCO tree ----------------------------------------------------------
+
+# Listed out of id order on purpose: COCO order is by category id.
+COCO_CATEGORIES = [{"id": 7, "name": "toaster", "supercategory": "appliance"},
+                   {"id": 1, "name": "person", "supercategory": "person"},
+                   {"id": 3, "name": "car", "supercategory": "vehicle"}]
+
+
+def coco_json(path, images, annotations, categories=COCO_CATEGORIES):
+    """images: [(id, file_name)], annotations: [(image_id, category_id, crowd)]."""
+    dataset = {
+        "info": {"description": "fake"}, "licenses": [],
+        "images": [{"id": i, "file_name": f, "height": 20, "width": 24}
+                   for i, f in images],
+        "annotations": [{"id": n + 1, "image_id": i, "category_id": c,
+                         "iscrowd": crowd, "area": 10.0,
+                         "bbox": [1.0, 1.0, 4.0, 4.0], "segmentation": []}
+                        for n, (i, c, crowd) in enumerate(annotations)],
+        "categories": categories,
+    }
+    os.makedirs(os.path.dirname(str(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(dataset, f)
+
+
+def coco_tree(root, year="2014"):
+    """A tiny COCO tree under ``root`` (train: a, b, c, d.jpg; val: v1, v2.jpg); returns it."""
+    train = [(10, "a.jpg"), (5, "b.jpg"), (20, "c.jpg"), (30, "d.jpg")]
+    val = [(1, "v1.jpg"), (2, "v2.jpg")]
+    for seed, (_, name) in enumerate(train):
+        write_image(root / f"train{year}" / name, 16, 20, seed=seed)
+    for seed, (_, name) in enumerate(val):
+        write_image(root / f"val{year}" / name, 20, 16, seed=10 + seed)
+    # a.jpg: person twice + toaster; b.jpg: car; c.jpg: nothing;
+    # d.jpg: a crowd toaster (crowd annotations count).
+    coco_json(root / "annotations" / f"instances_train{year}.json", train,
+               [(10, 1, 0), (10, 7, 0), (10, 1, 0), (5, 3, 0), (30, 7, 1)])
+    coco_json(root / "annotations" / f"instances_val{year}.json", val,
+               [(1, 3, 0)])
+    return root

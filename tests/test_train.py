@@ -93,9 +93,9 @@ def test_two_replicas_keep_xla(demo_dir, tmp_path):
 
 
 def test_coco_vgg16_config_runs_on_a_tiny_coco_tree(tmp_path):
-    from test_sources_files import _coco_tree
+    from conftest import coco_tree
     root = tmp_path / "coco"
-    _coco_tree(root)
+    coco_tree(root)
     out = tmp_path / "records"
     data = sources.load("coco", SourceOptions(data_dir=str(root)))
     writer.write_dataset(data, str(out), progress=False)
@@ -255,9 +255,9 @@ def test_retdm_refuses_pretrain_epochs(demo_dir, tmp_path):
 def test_vgg16_retdm_paper_configs_run_on_a_tiny_coco_tree(config, tmp_path):
     """The paper's RETDM configs as written (VGG-16, Phi_cnn at 512, SGD and
     its plateau schedule), on tiny COCO records with random weights."""
-    from test_sources_files import _coco_tree
+    from conftest import coco_tree
     root = tmp_path / "coco"
-    _coco_tree(root)
+    coco_tree(root)
     out = tmp_path / "records"
     data = sources.load("coco", SourceOptions(data_dir=str(root)))
     writer.write_dataset(data, str(out), progress=False)

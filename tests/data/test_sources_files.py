@@ -6,12 +6,11 @@ images, runs the source through ``mltf.data.sources.load`` and
 hand-written expectations.
 """
 
-import json
 import os
 
 import pytest
 
-from conftest import read_records, write_image
+from conftest import COCO_CATEGORIES, coco_json, coco_tree, read_records, write_image
 from mltf.data import sources
 from mltf.data.sources import SourceError, SourceOptions
 from mltf.data.writer import write_dataset
@@ -44,47 +43,8 @@ def _write_lines(path, lines, newline="\n"):
 
 # ----------------------------------------------------------------------- coco
 
-# Listed out of id order on purpose: COCO order is by category id.
-COCO_CATEGORIES = [{"id": 7, "name": "toaster", "supercategory": "appliance"},
-                   {"id": 1, "name": "person", "supercategory": "person"},
-                   {"id": 3, "name": "car", "supercategory": "vehicle"}]
-
-
-def _coco_json(path, images, annotations, categories=COCO_CATEGORIES):
-    """images: [(id, file_name)], annotations: [(image_id, category_id, crowd)]."""
-    dataset = {
-        "info": {"description": "fake"}, "licenses": [],
-        "images": [{"id": i, "file_name": f, "height": 20, "width": 24}
-                   for i, f in images],
-        "annotations": [{"id": n + 1, "image_id": i, "category_id": c,
-                         "iscrowd": crowd, "area": 10.0,
-                         "bbox": [1.0, 1.0, 4.0, 4.0], "segmentation": []}
-                        for n, (i, c, crowd) in enumerate(annotations)],
-        "categories": categories,
-    }
-    os.makedirs(os.path.dirname(str(path)), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(dataset, f)
-
-
-def _coco_tree(root, year="2014"):
-    train = [(10, "a.jpg"), (5, "b.jpg"), (20, "c.jpg"), (30, "d.jpg")]
-    val = [(1, "v1.jpg"), (2, "v2.jpg")]
-    for seed, (_, name) in enumerate(train):
-        write_image(root / f"train{year}" / name, 16, 20, seed=seed)
-    for seed, (_, name) in enumerate(val):
-        write_image(root / f"val{year}" / name, 20, 16, seed=10 + seed)
-    # a.jpg: person twice + toaster; b.jpg: car; c.jpg: nothing;
-    # d.jpg: a crowd toaster (crowd annotations count).
-    _coco_json(root / "annotations" / f"instances_train{year}.json", train,
-               [(10, 1, 0), (10, 7, 0), (10, 1, 0), (5, 3, 0), (30, 7, 1)])
-    _coco_json(root / "annotations" / f"instances_val{year}.json", val,
-               [(1, 3, 0)])
-    return root
-
-
 def test_coco(tmp_path):
-    root = _coco_tree(tmp_path / "coco")
+    root = coco_tree(tmp_path / "coco")
     data, info = _convert("coco", SourceOptions(data_dir=str(root)),
                           tmp_path / "out")
     assert data.label_names == ["person", "car", "toaster"]
@@ -101,7 +61,7 @@ def test_coco(tmp_path):
 
 
 def test_coco_keep_empty_and_2017(tmp_path):
-    root = _coco_tree(tmp_path / "coco", year="2017")
+    root = coco_tree(tmp_path / "coco", year="2017")
     options = SourceOptions(data_dir=str(root), coco_year="2017",
                             coco_keep_empty=True)
     _convert("coco", options, tmp_path / "out")
@@ -116,27 +76,27 @@ def test_coco_keep_empty_and_2017(tmp_path):
 
 @pytest.mark.parametrize("missing", ["train", "val"])
 def test_coco_missing_one_annotation_file(tmp_path, missing):
-    root = _coco_tree(tmp_path / "coco")
+    root = coco_tree(tmp_path / "coco")
     os.remove(root / "annotations" / f"instances_{missing}2014.json")
     with pytest.raises(SourceError, match=f"instances_{missing}2014.json"):
         sources.load("coco", SourceOptions(data_dir=str(root)))
 
 
 def test_coco_errors(tmp_path):
-    root = _coco_tree(tmp_path / "coco")
+    root = coco_tree(tmp_path / "coco")
     # No 2017 files at all: the first one looked for is named.
     with pytest.raises(SourceError, match="instances_train2017.json"):
         sources.load("coco", SourceOptions(data_dir=str(root), coco_year="2017"))
     with pytest.raises(SourceError, match="coco_year"):
         sources.load("coco", SourceOptions(data_dir=str(root), coco_year="2015"))
     # The splits must share the category list.
-    _coco_json(root / "annotations" / "instances_val2014.json",
+    coco_json(root / "annotations" / "instances_val2014.json",
                [(1, "v1.jpg")], [(1, 3, 0)],
                categories=COCO_CATEGORIES + [{"id": 9, "name": "boat"}])
     with pytest.raises(SourceError, match="different categories"):
         sources.load("coco", SourceOptions(data_dir=str(root)))
     # An annotation with an unknown category.
-    _coco_json(root / "annotations" / "instances_val2014.json",
+    coco_json(root / "annotations" / "instances_val2014.json",
                [(1, "v1.jpg")], [(1, 4, 0)])
     with pytest.raises(SourceError, match="category_id 4"):
         sources.load("coco", SourceOptions(data_dir=str(root)))
