@@ -47,7 +47,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("config", None, "Gin config file(s), applied in order.")
 flags.DEFINE_multi_string("gin_bindings", [], "Extra gin bindings, e.g. 'mltf.train.epochs = 2'.")
 flags.DEFINE_string("model_dir", None, "Run folder (default: runs/<first config's name>).")
-flags.DEFINE_bool("overwrite", False, "Replace a finished run in --model_dir (an interrupted one is resumed).")
+flags.DEFINE_bool("overwrite", False,
+                  "Replace a finished run in --model_dir (an interrupted one is resumed).")
 
 
 def main(argv):

@@ -7,6 +7,5 @@ from pipelines.input import (InputConfig, distributed_dataset, make_dataset,
 from pipelines.preprocessing import preprocess
 from pipelines.config import input_configs
 
-__all__ = ["CROP_SIZES", "InputConfig", "distributed_dataset",
-           "eval_resize", "input_configs", "make_dataset", "model_input", "preprocess", "random_five_crop",
-           "steps_per_epoch"]
+__all__ = ["CROP_SIZES", "InputConfig", "distributed_dataset", "eval_resize", "input_configs",
+           "make_dataset", "model_input", "preprocess", "random_five_crop", "steps_per_epoch"]

@@ -221,7 +221,8 @@ class RunState(keras.callbacks.Callback):
                 try:
                     model.load_weights(weights)
                 except Exception as e:  # h5py, Keras: any failure means unusable
-                    problem = f"{os.path.basename(weights)}: does not load ({type(e).__name__}: {str(e)[:200]})"
+                    problem = (f"{os.path.basename(weights)}: does not load "
+                               f"({type(e).__name__}: {str(e)[:200]})")
                     state = None
             if state is None:
                 problems.append(problem)

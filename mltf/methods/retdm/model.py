@@ -299,7 +299,8 @@ class RETDMClassifier(OneOptimizerCompileConfig, LabelDependencyModel):
         self.trackers["j2_active"].update_state(a2)
         if uses_bank:
             age = tf.cast(self.bank.age(neighbours, step, last_seen), tf.float32)
-            self.trackers["bank_age"].update_state(age, sample_weight=tf.cast(bank_mask, tf.float32))
+            self.trackers["bank_age"].update_state(
+                age, sample_weight=tf.cast(bank_mask, tf.float32))
             self.trackers["bank_filled"].update_state(
                 tf.reduce_mean(tf.cast(last_seen >= 0, tf.float32)))
         return self.logs()

@@ -30,7 +30,8 @@ class LabelCritic(keras.Model):
         self.negative_slope = float(negative_slope)
         self.conditional = bool(conditional)
         self.label_projection = keras.layers.Dense(self.projection_dim, name="label_projection")
-        self.feature_projection = (keras.layers.Dense(self.projection_dim, name="feature_projection")
+        self.feature_projection = (keras.layers.Dense(self.projection_dim,
+                                                      name="feature_projection")
                                    if self.conditional else None)
         self.hidden = [keras.layers.Dense(self.hidden_dim, name=f"dense_{i}")
                        for i in range(self.depth)]

@@ -52,7 +52,8 @@ def event_scalars(folder):
                 continue
             for event in tf.compat.v1.train.summary_iterator(os.path.join(root, name)):
                 for value in event.summary.value:
-                    out.setdefault(f"{os.path.relpath(root, folder)}/{value.tag}", []).append(event.step)
+                    tag = f"{os.path.relpath(root, folder)}/{value.tag}"
+                    out.setdefault(tag, []).append(event.step)
     return {k: sorted(v) for k, v in out.items()}
 
 

@@ -14,11 +14,10 @@ import mltf.train  # noqa: F401  (registers mltf.train, keras optimizers for gin
 import mltf.backbones  # noqa: F401
 import mltf.wgan  # noqa: F401
 import mltf.retdm  # noqa: F401  (registers mltf.build_retdm for gin)
-from conftest import write_image
+from conftest import ROOT, write_image
 from mltf.data import writer
 from mltf.data.sources import Item, SourceData
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "*.gin")))
 
 

@@ -1,7 +1,7 @@
-"""One process of tests/test_multi_worker.py: trains tiny mltf models with
+"""One process of tests/training/test_multi_worker.py: trains tiny mltf models with
 ``model.fit`` under a tf.distribute strategy and writes their weights.
 
-    python tests/multi_worker_step.py METHODS MODE STEPS OUT_PREFIX [--xla]
+    python tests/training/multi_worker_step.py METHODS MODE STEPS OUT_PREFIX [--xla]
 
 METHODS: comma-separated ``bce``, ``wgan_gp``, ``retdm`` (trained one after
 the other in this process, under one strategy). MODE: ``multi_worker``
@@ -18,8 +18,8 @@ MirroredStrategy's one input pipeline the stream interleaves the halves,
 which ``distribute_datasets_from_function`` deals to replica 0, 1, 0, ...;
 under MWMS input pipeline w, on worker w, yields half w only).
 
-The models are the tiny ones of tests/test_models.py, tests/test_wgan.py and
-tests/test_retdm.py (rebuilt here: those modules import conftest, which
+The models are the tiny ones of tests/models/test_models.py, tests/methods/test_wgan.py
+and tests/methods/test_retdm.py (rebuilt here: those modules import conftest, which
 splits this process's CPU into logical devices before MWMS can start).
 """
 
@@ -29,7 +29,6 @@ import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402

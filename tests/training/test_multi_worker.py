@@ -3,7 +3,7 @@ the same weights as one process with a MirroredStrategy over 2 logical CPU
 devices, on the same global batches, for the BCE classifier, WGAN-gp and
 RETDM (through ``model.fit``, the real Keras path).
 
-The training runs in fresh subprocesses (tests/multi_worker_step.py): this
+The training runs in fresh subprocesses (tests/training/multi_worker_step.py): this
 pytest process already has its CPU split into logical devices (conftest),
 and MWMS must be created before any op. The two workers and the mirrored
 run start together (about 30 s in all on 2 cores). Everything listens on
@@ -22,12 +22,12 @@ import pytest
 from mltf.core import distribute
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
+ROOT = os.path.dirname(os.path.dirname(HERE))
 WORKER = os.path.join(HERE, "multi_worker_step.py")
 METHODS = ("bce", "wgan_gp", "retdm")
 RUNS = ("worker0", "worker1", "mirrored")
 STEPS = 3
-N_CRITIC = 3  # tests/multi_worker_step.py builds WGAN-gp with n_critic=3
+N_CRITIC = 3  # multi_worker_step.py builds WGAN-gp with n_critic=3
 TIMEOUT_S = 240
 # What a gRPC server prints when its port was taken after loopback_cluster closed it.
 PORT_CLASH = ("address already in use", "failed to add port", "could not start grpc server")

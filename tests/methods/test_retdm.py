@@ -9,6 +9,7 @@ import keras
 import tensorflow as tf
 
 from mltf import retdm
+from roundtrip import assert_round_trip
 
 
 def brute_force_knn(sets, k, counts):
@@ -267,12 +268,21 @@ def test_one_way_and_in_batch_variants(tmp_path):
     logs = in_batch.fit(x, y, batch_size=16, epochs=1, verbose=0).history
     assert logs["j2"][0] > 0
     # Saved and loaded with its tables and bank.
-    path = str(tmp_path / "retdm.keras")
-    in_batch.save(path)
-    loaded = keras.models.load_model(path, compile=False)
-    for a, b in zip(in_batch.weights, loaded.weights):
-        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    loaded = assert_round_trip(in_batch, tmp_path, x)
     assert loaded.negatives == "batch" and loaded.num_sets == in_batch.num_sets
+
+
+def test_save_and_load_round_trip_keeps_tables_bank_and_optimizer(tmp_path):
+    x, y = _data(32)
+    model = _tiny(y)
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    assert (model.bank.last_seen.numpy() >= 0).any()  # the bank holds rows to compare
+    loaded = assert_round_trip(model, tmp_path, x)
+    np.testing.assert_array_equal(loaded.bank.bank.numpy(), model.bank.bank.numpy())
+    np.testing.assert_array_equal(loaded.neighbours.numpy(), model.neighbours.numpy())
+    assert int(loaded.optimizer.iterations) == int(model.optimizer.iterations) == 2
+    np.testing.assert_allclose(np.asarray(loaded.embed_labels(y[:4])),
+                               np.asarray(model.embed_labels(y[:4])), rtol=0, atol=0)
 
 
 def test_bad_settings_are_refused():

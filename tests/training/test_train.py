@@ -116,7 +116,8 @@ def test_coco_vgg16_config_runs_on_a_tiny_coco_tree(tmp_path):
     proc = run_train(["--config=configs/coco_vgg16_wgangp.gin",
                       f"--model_dir={tmp_path / 'gan'}",
                       f"--gin_bindings=pipelines.InputConfig.data_dir = '{out}'",
-                      f"--gin_bindings=mltf.train.initial_model = '{tmp_path / 'run' / 'model.keras'}'",
+                      "--gin_bindings=mltf.train.initial_model = "
+                      f"'{tmp_path / 'run' / 'model.keras'}'",
                       "--gin_bindings=pipelines.InputConfig.image_size = 32",
                       "--gin_bindings=pipelines.InputConfig.resize_size = 40",
                       "--gin_bindings=pipelines.InputConfig.crop_sizes = (40, 32)",

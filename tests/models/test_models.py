@@ -7,6 +7,7 @@ import tensorflow as tf
 import keras
 
 from conftest import mirrored_strategy
+from roundtrip import assert_round_trip
 from mltf import models
 
 C = 3
@@ -118,9 +119,7 @@ def test_save_load_round_trip_with_thresholds(tmp_path):
     x, y = data()
     model.fit(x, y, epochs=1, verbose=0)
     model.set_thresholds([0.3, 0.5, 0.7])
-    path = tmp_path / "m.keras"
-    model.save(path)
-    loaded = keras.models.load_model(path)
+    loaded = assert_round_trip(model, tmp_path, x, atol=1e-6)
     assert isinstance(loaded, models.MultiLabelClassifier)
     assert loaded.label_names == ["a", "b", "c"] and loaded.num_labels == C
     np.testing.assert_allclose(loaded.thresholds.numpy(), [0.3, 0.5, 0.7])
