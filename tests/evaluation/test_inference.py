@@ -23,7 +23,7 @@ from mltf.data.sources import Item, SourceData
 
 LABELS = ["cat", "dog", "sky"]
 SIZE = 32
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 # --------------------------------------------------------------------------
