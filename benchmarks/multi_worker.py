@@ -64,7 +64,6 @@ def _run(arm, data_dir, out_dir):
 
 def main(argv):
     del argv
-    sys.path.insert(0, ROOT)
     from mltf.data import sources, writer
     tmp = tempfile.mkdtemp(prefix="mltf-bench-mw-")
     data_dir = os.path.join(tmp, "demo")

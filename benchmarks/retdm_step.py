@@ -35,29 +35,24 @@ and the bank's scatter update.
 
 import os
 import statistics
-import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+import steplib  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("backbone", "vgg16", "Backbone (mltf.backbones).")
-flags.DEFINE_integer("image_size", 64, "Image side.")
-flags.DEFINE_integer("batch_size", 32, "Batch size.")
-flags.DEFINE_integer("num_labels", 80, "Labels C (80: MS-COCO).")
+steplib.define_flags(backbone="vgg16", batch_size=32, num_labels=80, steps=0, rounds=5,
+                     labels_help="Labels C (80: MS-COCO).",
+                     steps_help="Timed steps per round; 0: enough BCE steps for about "
+                                "--round_seconds (at least 3).")
+flags.adopt_module_key_flags(steplib)
 flags.DEFINE_integer("num_train", 20000, "Training label sets N behind the kNN table.")
 flags.DEFINE_integer("embedding_dim", 512, "Phi_cnn's embedding size (the bank's row size).")
 flags.DEFINE_integer("k", 10, "Neighbour label sets per set.")
-flags.DEFINE_integer("steps", 0, "Timed steps per round; 0: enough BCE steps for about "
-                     "--round_seconds (at least 3).")
 flags.DEFINE_float("round_seconds", 6.0, "Target length of one arm's round when --steps=0.")
-flags.DEFINE_integer("rounds", 5, "Alternating rounds.")
-flags.DEFINE_string("xla", "auto", "XLA for both: true, false or auto (off on CPU).")
 
 COCO_SETS = 20000  # distinct label sets at MS-COCO scale (mltf.retdm docstring)
 
@@ -81,21 +76,14 @@ def main(argv):
     import keras
     import numpy as np
     import tensorflow as tf
-    from mltf import backbones, models, retdm
-    from mltf.core import steps
+    from mltf import retdm
 
-    xla = {"true": True, "false": False}.get(FLAGS.xla.lower(), "auto")
-    xla = steps.resolve_xla(xla)
+    xla = steplib.resolve_xla(FLAGS.xla)
     rng = np.random.default_rng(0)
     b, s, c = FLAGS.batch_size, FLAGS.image_size, FLAGS.num_labels
 
     def classifier():
-        keras.utils.set_random_seed(0)
-        backbone = backbones.build_backbone(FLAGS.backbone, (s, s, 3),
-                                            embedding_dim=FLAGS.embedding_dim)
-        model = models.MultiLabelClassifier(backbone, c)
-        model.build((None, s, s, 3))
-        return model
+        return steplib.classifier(FLAGS.backbone, s, c, embedding_dim=FLAGS.embedding_dim)
 
     def sgd():
         return keras.optimizers.SGD(0.01, momentum=0.9)
@@ -123,16 +111,10 @@ def main(argv):
         start = time.perf_counter()
         bce.fit(ds, epochs=1, steps_per_epoch=3, verbose=0)
         n_steps = max(3, round(FLAGS.round_seconds * 3 / (time.perf_counter() - start)))
-    times = {k: [] for k in runs}
-    for r in range(FLAGS.rounds):
-        for name in (list(runs) if r % 2 == 0 else list(reversed(list(runs)))):
-            start = time.perf_counter()
-            runs[name].fit(ds, epochs=1, steps_per_epoch=n_steps, verbose=0)
-            times[name].append((time.perf_counter() - start) / n_steps)
+    times = steplib.time_rounds({k: (m, ds) for k, m in runs.items()}, FLAGS.rounds, n_steps)
     med = {k: statistics.median(v) for k, v in times.items()}
     num_sets, dim = (int(d) for d in model.bank.bank.shape)
-    print(f"tensorflow {tf.__version__}, {os.cpu_count()} cores, GPUs "
-          f"{len(tf.config.list_physical_devices('GPU'))}; backbone {FLAGS.backbone}, "
+    print(f"{steplib.machine()}; backbone {FLAGS.backbone}, "
           f"{s} px, batch {b}, {c} labels, embedding {dim}, k {model.k}, XLA {xla}, "
           f"{n_steps} steps x {FLAGS.rounds} rounds (medians)")
     print(f"label sets: {len(labels):,} training images, {labels.sum(1).mean():.2f} labels "

@@ -11,15 +11,17 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The papers' eleven criteria, then mAP. Percent for the first six and mAP.
 KEYS = ["CP", "CR", "CF1", "OP", "OR", "OF1", "hamming_loss", "ranking_loss",
         "coverage", "one_error", "avg_precision", "mAP"]
-PERCENT = {"CP", "CR", "CF1", "OP", "OR", "OF1", "mAP"}
+PRF = ("CP", "CR", "CF1", "OP", "OR", "OF1")
+# Precision, recall, F1 (also their top-3 variants) and mAP print in percent.
+PERCENT = {*PRF, *(f"{k}_top3" for k in PRF), "mAP"}
 
 
-def train_run(config, model_dir, bindings, label):
-    """Runs ``python -m mltf.train`` unless ``model_dir`` already has its
-    ``metrics.json``; returns that report. Exits with the run's stderr tail
-    when it fails."""
+def train_run(config, model_dir, bindings, label, reuse=True):
+    """Runs ``python -m mltf.train`` unless ``reuse`` and ``model_dir``
+    already has its ``metrics.json``; returns that report. Exits with the
+    run's stderr tail when it fails."""
     report_path = os.path.join(ROOT, model_dir, "metrics.json")
-    if not os.path.exists(report_path):
+    if not (reuse and os.path.exists(report_path)):
         cmd = [sys.executable, "-m", "mltf.train", f"--config={config}",
                f"--model_dir={model_dir}", "--overwrite",
                *[f"--gin_bindings={b}" for b in bindings]]

@@ -15,24 +15,17 @@ in the issue: at most 2.5.
 
 import os
 import statistics
-import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+import steplib  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("backbone", "small_cnn", "Backbone (mltf.backbones).")
-flags.DEFINE_integer("image_size", 64, "Image side.")
-flags.DEFINE_integer("batch_size", 32, "Generator batch b.")
-flags.DEFINE_integer("num_labels", 20, "Labels.")
-flags.DEFINE_integer("steps", 15, "Timed steps per round.")
-flags.DEFINE_integer("rounds", 3, "Alternating rounds.")
-flags.DEFINE_string("xla", "auto", "XLA for both: true, false or auto.")
+steplib.define_flags(backbone="small_cnn", batch_size=32, num_labels=20, steps=15, rounds=3,
+                     batch_help="Generator batch b.")
+flags.adopt_module_key_flags(steplib)
 
 
 def main(argv):
@@ -40,19 +33,14 @@ def main(argv):
     import keras
     import numpy as np
     import tensorflow as tf
-    from mltf import backbones, models, wgan
-    from mltf.core import steps
+    from mltf import wgan
 
-    xla = {"true": True, "false": False}.get(FLAGS.xla.lower(), "auto")
-    xla = steps.resolve_xla(xla)
+    xla = steplib.resolve_xla(FLAGS.xla)
     rng = np.random.default_rng(0)
     b, s, c = FLAGS.batch_size, FLAGS.image_size, FLAGS.num_labels
 
     def generator():
-        keras.utils.set_random_seed(0)
-        g = models.MultiLabelClassifier(backbones.build_backbone(FLAGS.backbone, (s, s, 3)), c)
-        g.build((None, s, s, 3))
-        return g
+        return steplib.classifier(FLAGS.backbone, s, c)
 
     bce = generator()
     bce.compile(optimizer=keras.optimizers.Adam(1e-4), xla=xla)
@@ -78,16 +66,9 @@ def main(argv):
             ({"images": xk, "mismatched_labels": yk[::-1]}, yk)).repeat())
     for model, ds in runs.values():
         model.fit(ds, epochs=1, steps_per_epoch=3, verbose=0)
-    times = {k: [] for k in runs}
-    for r in range(FLAGS.rounds):
-        for name in (list(runs) if r % 2 == 0 else list(reversed(list(runs)))):
-            model, ds = runs[name]
-            start = time.perf_counter()
-            model.fit(ds, epochs=1, steps_per_epoch=FLAGS.steps, verbose=0)
-            times[name].append((time.perf_counter() - start) / FLAGS.steps)
+    times = steplib.time_rounds(runs, FLAGS.rounds, FLAGS.steps)
     med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"tensorflow {tf.__version__}, {os.cpu_count()} cores, GPUs "
-          f"{len(tf.config.list_physical_devices('GPU'))}; backbone {FLAGS.backbone}, "
+    print(f"{steplib.machine()}; backbone {FLAGS.backbone}, "
           f"{s} px, generator batch {b}, {c} labels, XLA {xla}, "
           f"{FLAGS.steps} steps x {FLAGS.rounds} rounds (medians)")
     print(f"BCE step:                                         {1000 * med['bce']:8.1f} ms")

@@ -7,7 +7,7 @@ r"""Evaluates a trained model on one split of an mltf dataset.
 ``--model`` is a ``.keras`` file or a run folder (its ``model.keras``). The
 input size comes from the model's input shape (``--image_size`` overrides
 it, and is needed for a model that takes any size), the input scaling from
-its backbone's name (``mltf.backbones.preprocessing_mode``); images go through
+the model (``mltf.inference.inference_spec``); images go through
 the evaluation pipeline (``pipelines.make_dataset`` with ``training=False``:
 decode, resize the whole image, scale; one pass in file order). Every metric
 of ``mltf.metrics.compute_all`` is computed over the whole split, printed as
@@ -60,7 +60,6 @@ missing, when the model's label count differs from the dataset's, or on a
 bad flag value.
 """
 
-import json
 import os
 import sys
 
@@ -72,9 +71,8 @@ FLAGS = flags.FLAGS
 
 
 def define_flags(flag_values=FLAGS) -> None:
-    """Defines this tool's flags in ``flag_values`` (done when run as a
-    program; flags are not defined at import, so ``mltf.evaluate``,
-    ``mltf.predict`` and ``mltf.export`` import together)."""
+    """Defines this tool's flags in ``flag_values`` (when run as a program:
+    see ``mltf.inference.define_model_flags``)."""
     from mltf import inference
     inference.define_model_flags(flag_values, thresholds="0.5",
                                  batch_size_help="Evaluation batch size.")
@@ -110,13 +108,8 @@ def evaluate(model_path: str, data_dir: str, split: str = "val",
         raise EvaluationError(f"split {split!r} not found in {data_dir}: the "
                               f"dataset has {', '.join(sorted(info.splits))}")
     try:
-        if model is None:
-            model, model_path = inference.load_model(model_path)
+        model, model_path, spec = inference.load_for_inference(model_path, image_size, model)
     except (FileNotFoundError, ValueError) as e:
-        raise EvaluationError(str(e)) from None
-    try:
-        spec = inference.inference_spec(model, image_size)
-    except ValueError as e:
         raise EvaluationError(str(e)) from None
     if spec.num_labels != info.num_labels:
         raise EvaluationError(
@@ -174,38 +167,22 @@ def _names(names, limit=8):
     return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
 
 
-def write_report(path: str, report: dict) -> None:
-    """Writes the report atomically, keys in order (not sorted: per-class
-    entries stay in label order)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(report, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
 def main(argv, flag_values=FLAGS):
     """The program: returns the exit code."""
-    fv = flag_values
-    if len(argv) > 1:
-        print(f"mltf.evaluate: error: unexpected arguments {argv[1:]}", file=sys.stderr)
-        return 2
-    if not fv.model or not fv.data_dir:
-        print("mltf.evaluate: error: --model and --data_dir are required",
-              file=sys.stderr)
-        return 2
     from mltf import inference, metrics
+    from mltf.utils import atomic
+    fv = flag_values
+    error = inference.check_cli_args("mltf.evaluate", argv, fv, ("model", "data_dir"))
+    if error is not None:
+        return error
     try:
         report = evaluate(fv.model, fv.data_dir, fv.split, fv.thresholds,
                           fv.image_size, fv.batch_size)
     except EvaluationError as e:
-        print(f"mltf.evaluate: error: {e}", file=sys.stderr)
-        return 2
+        return inference.cli_error("mltf.evaluate", str(e))
     output = fv.output or os.path.join(
         inference.default_output_folder(fv.model), f"eval_{fv.split}.json")
-    write_report(output, report)
+    atomic.write_json(output, report)
     print(f"{metrics.format_table(report['metrics'])}\n"
           f"(model {report['model']}; split {fv.split!r} of {fv.data_dir}; "
           f"thresholds {report['thresholds_used']}; written to {output})")

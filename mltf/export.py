@@ -54,7 +54,6 @@ Exit codes: 0 on success, 2 for a missing model, an existing output folder
 without ``--overwrite`` or a model that does not take images.
 """
 
-import json
 import os
 import shutil
 import sys
@@ -68,9 +67,8 @@ FLAGS = flags.FLAGS
 
 
 def define_flags(flag_values=FLAGS) -> None:
-    """Defines this tool's flags in ``flag_values`` (done when run as a
-    program; flags are not defined at import, so ``mltf.evaluate``,
-    ``mltf.predict`` and ``mltf.export`` import together)."""
+    """Defines this tool's flags in ``flag_values`` (when run as a program:
+    see ``mltf.inference.define_model_flags``)."""
     from mltf import inference
     inference.define_model_flags(flag_values, image_size_help="Input size N or HxW "
                                  "(default: the model's).")
@@ -158,15 +156,14 @@ def export(model_path: str, output_dir: str, image_size=None,
     """Exports the model ``model_path`` names (or ``model``, already loaded)
     to ``output_dir``; returns the ``export_info.json`` dict."""
     from mltf import inference
+    from mltf.utils import atomic
 
     if os.path.exists(output_dir) and (not os.path.isdir(output_dir)
                                        or os.listdir(output_dir)) and not overwrite:
         raise ExportError(f"{output_dir} exists and is not empty; pass "
                           "--overwrite to replace it")
     try:
-        if model is None:
-            model, model_path = inference.load_model(model_path)
-        spec = inference.inference_spec(model, image_size)
+        model, model_path, spec = inference.load_for_inference(model_path, image_size, model)
     except (FileNotFoundError, ValueError) as e:
         raise ExportError(str(e)) from None
 
@@ -184,9 +181,7 @@ def export(model_path: str, output_dir: str, image_size=None,
                 "preprocessing": spec.preprocessing,
                 "backbone": spec.backbone,
                 "signatures": SIGNATURES}
-        with open(os.path.join(tmp, INFO_FILE), "w") as f:
-            json.dump(info, f, indent=2)
-            f.write("\n")
+        atomic.write_json(os.path.join(tmp, INFO_FILE), info)
         if os.path.exists(output_dir):
             old = tmp + "-old"
             os.replace(output_dir, old)
@@ -202,20 +197,16 @@ def export(model_path: str, output_dir: str, image_size=None,
 
 def main(argv, flag_values=FLAGS):
     """The program: returns the exit code."""
+    from mltf import inference
     fv = flag_values
     logging.set_verbosity(logging.WARNING)  # tf.saved_model's INFO lines
-    if len(argv) > 1:
-        print(f"mltf.export: error: unexpected arguments {argv[1:]}", file=sys.stderr)
-        return 2
-    if not fv.model or not fv.output_dir:
-        print("mltf.export: error: --model and --output_dir are required",
-              file=sys.stderr)
-        return 2
+    error = inference.check_cli_args("mltf.export", argv, fv, ("model", "output_dir"))
+    if error is not None:
+        return error
     try:
         info = export(fv.model, fv.output_dir, fv.image_size, fv.overwrite)
     except ExportError as e:
-        print(f"mltf.export: error: {e}", file=sys.stderr)
-        return 2
+        return inference.cli_error("mltf.export", str(e))
     out = fv.output_dir
     print(f"exported {info['model']} ({len(info['label_names'])} labels, input "
           f"{info['image_size'][0]}x{info['image_size'][1]}, preprocessing "

@@ -9,9 +9,10 @@ tuned per-class thresholds). ``checkpoints/best.keras`` and
 
 The inference input of a model (``InferenceSpec``) is read from the model
 itself: the image size from its input shape (the backbone's input layer), the
-per-backbone scaling from the backbone's name
-(``mltf.backbones.preprocessing_mode``), label names and thresholds from the
-``mltf.models.MultiLabelClassifier``. Images then go through the evaluation
+input scaling from the classifier's ``preprocessing`` attribute (saved in its
+config), or, for ``.keras`` files written before it had one, from the
+backbone's name (``mltf.backbones.preprocessing_mode``); label names and
+thresholds from the ``mltf.models.MultiLabelClassifier``. Images then go through the evaluation
 path of the input pipeline (``pipelines.input``, ``training=False``):
 ``pipelines.augment.decode`` (JPEG, PNG, BMP, first frame of a GIF, as RGB),
 ``pipelines.augment.eval_resize`` (bilinear, whole image, no crop) and
@@ -21,6 +22,7 @@ predicted here gets the scores its record gets in evaluation.
 
 import dataclasses
 import os
+import sys
 from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -178,8 +180,10 @@ def inference_spec(model, image_size=None,
       model: a loaded model (normally a ``MultiLabelClassifier``).
       image_size: overrides the input size (N, "N", "HxW" or (H, W)); needed
         when the model takes any size.
-      preprocessing_mode: overrides the scaling; by default the mode of the
-        backbone named like ``model.backbone``.
+      preprocessing_mode: overrides the scaling; by default the model's own
+        ``preprocessing`` attribute, or for a model without one (files
+        written before the classifier saved it) the mode of the backbone
+        named like ``model.backbone``.
     """
     from mltf import backbones
     shape = _input_shape(model)
@@ -202,6 +206,10 @@ def inference_spec(model, image_size=None,
                              "(--image_size=N or HxW)")
         size = (int(shape[1]), int(shape[2]))
     if preprocessing_mode is None:
+        # The model's word beats its backbone's name: a backbone registered or
+        # renamed after training would otherwise get another backbone's scaling.
+        preprocessing_mode = getattr(model, "preprocessing", None)
+    if preprocessing_mode is None:
         try:
             preprocessing_mode = backbones.preprocessing_mode(backbone_name)
         except ValueError:
@@ -210,6 +218,16 @@ def inference_spec(model, image_size=None,
                 "mltf backbone, so its input scaling is unknown") from None
     return InferenceSpec(size, preprocessing.mode_for(preprocessing_mode), backbone_name,
                          names, thresholds)
+
+
+def load_for_inference(path: str, image_size=None, model=None):
+    """``(model, model_file, spec)``: the model ``path`` names (``load_model``)
+    or ``model`` when it is given already loaded (``path`` is then only
+    recorded), and its ``inference_spec``. ``FileNotFoundError`` or
+    ``ValueError`` saying what is wrong."""
+    if model is None:
+        model, path = load_model(path)
+    return model, path, inference_spec(model, image_size)
 
 
 # --------------------------------------------------------------------------
@@ -309,11 +327,19 @@ def resolve_thresholds(choice: Union[str, float], spec: InferenceSpec):
     return np.full(spec.num_labels, value, np.float32), repr(value)
 
 
+# --------------------------------------------------------------------------
+# What the three CLIs share
+# --------------------------------------------------------------------------
+
 def define_model_flags(flag_values, *, thresholds=None, batch_size_help=None,
                        image_size_help="Resize images to N or HxW (default: the "
                                        "model's input size).") -> None:
     """The flags the inference CLIs share: ``--model``, ``--image_size`` and,
-    when given a default, ``--thresholds`` and ``--batch_size`` (64)."""
+    when given a default, ``--thresholds`` and ``--batch_size`` (64).
+
+    Each CLI's ``define_flags`` calls this when it runs as a program, not at
+    import, so ``mltf.evaluate``, ``mltf.predict`` and ``mltf.export`` can be
+    imported together (each would define ``--model`` again)."""
     from absl import flags
     flags.DEFINE_string("model", None, "A .keras file or a run folder (uses its "
                         "model.keras).", flag_values=flag_values)
@@ -324,3 +350,20 @@ def define_model_flags(flag_values, *, thresholds=None, batch_size_help=None,
                             "every class.", flag_values=flag_values)
     if batch_size_help is not None:
         flags.DEFINE_integer("batch_size", 64, batch_size_help, flag_values=flag_values)
+
+
+def cli_error(tool: str, message: str) -> int:
+    """Prints ``<tool>: error: <message>`` on stderr; returns the exit code 2."""
+    print(f"{tool}: error: {message}", file=sys.stderr)
+    return 2
+
+
+def check_cli_args(tool: str, argv, flag_values, required) -> Optional[int]:
+    """For a CLI that takes no positional argument: ``cli_error``'s 2 when
+    ``argv`` holds one or a flag named in ``required`` is unset, else None."""
+    if len(argv) > 1:
+        return cli_error(tool, f"unexpected arguments {argv[1:]}")
+    if not all(flag_values[name].value for name in required):
+        return cli_error(tool, " and ".join(f"--{name}" for name in required)
+                         + " are required")
+    return None

@@ -48,9 +48,8 @@ FLAGS = flags.FLAGS
 
 
 def define_flags(flag_values=FLAGS) -> None:
-    """Defines this tool's flags in ``flag_values`` (done when run as a
-    program; flags are not defined at import, so ``mltf.evaluate``,
-    ``mltf.predict`` and ``mltf.export`` import together)."""
+    """Defines this tool's flags in ``flag_values`` (when run as a program:
+    see ``mltf.inference.define_model_flags``)."""
     from mltf import inference
     inference.define_model_flags(flag_values, thresholds="model",
                                  batch_size_help="Images per model call.")
@@ -157,31 +156,24 @@ def format_table(results, names, thresholds, top_k=5) -> str:
 
 def main(argv, flag_values=FLAGS):
     """The program: returns the exit code."""
+    from mltf import inference
     fv = flag_values
     inputs = argv[1:]
     if not fv.model:
-        print("mltf.predict: error: --model is required", file=sys.stderr)
-        return 2
+        return inference.cli_error("mltf.predict", "--model is required")
     if not inputs:
-        print("mltf.predict: error: name at least one image file or folder",
-              file=sys.stderr)
-        return 2
+        return inference.cli_error("mltf.predict", "name at least one image file or folder")
     if fv.batch_size <= 0 or fv.top_k <= 0:
-        print("mltf.predict: error: --batch_size and --top_k must be positive",
-              file=sys.stderr)
-        return 2
-    from mltf import inference
+        return inference.cli_error("mltf.predict",
+                                   "--batch_size and --top_k must be positive")
     try:
-        model, _ = inference.load_model(fv.model)
-        spec = inference.inference_spec(model, fv.image_size)
+        model, _, spec = inference.load_for_inference(fv.model, fv.image_size)
         thresholds, _ = inference.resolve_thresholds(fv.thresholds, spec)
     except (FileNotFoundError, ValueError) as e:
-        print(f"mltf.predict: error: {e}", file=sys.stderr)
-        return 2
+        return inference.cli_error("mltf.predict", str(e))
     if not spec.is_image:
-        print("mltf.predict: error: the model takes feature vectors, not images",
-              file=sys.stderr)
-        return 2
+        return inference.cli_error("mltf.predict",
+                                   "the model takes feature vectors, not images")
 
     def report(path, reason):
         print(f"mltf.predict: skipped {path}: {reason}", file=sys.stderr)

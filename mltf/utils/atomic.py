@@ -1,8 +1,10 @@
 """Files that are replaced whole or not at all: written under a temporary
 name in the target's folder, flushed to disk and renamed into place, so a
 reader (or a run killed mid-write) sees the old complete file or the new
-one, never a piece. Used by the dataset writer and the run state."""
+one, never a piece. Used by the dataset writer, the run state and the JSON
+reports of the CLIs."""
 
+import json
 import os
 
 TMP_PREFIX = ".tmp-"
@@ -57,3 +59,16 @@ def atomic_text(path: str, text: str, before_rename=None) -> None:
         with open(tmp, "w", newline="") as f:
             f.write(text)
     atomic_write(path, write, before_rename)
+
+
+def write_json(path: str, data, *, sort_keys: bool = False, end: str = "\n") -> None:
+    """``data`` as JSON, indented by 2, then ``end``, replacing ``path`` whole.
+
+    Args:
+      path: the file to replace.
+      data: anything ``json.dumps`` takes (NaN is written as ``NaN``).
+      sort_keys: sort object keys; off by default, so reports keep their
+        documented key order and per-class entries stay in label order.
+      end: appended after the JSON text (a final newline by default).
+    """
+    atomic_text(path, json.dumps(data, indent=2, sort_keys=sort_keys) + end)

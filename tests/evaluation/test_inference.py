@@ -23,7 +23,7 @@ from mltf.data.sources import Item, SourceData
 
 LABELS = ["cat", "dog", "sky"]
 SIZE = 32
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 # --------------------------------------------------------------------------
@@ -145,6 +145,27 @@ def test_spec_from_model_and_image_size_override(env):
     assert inference.inference_spec(any_size, 48).image_size == (48, 48)
     with pytest.raises(inference.ModelNotFoundError, match="model.keras"):
         inference.resolve_model_path(str(env["root"] / "img"))
+
+
+def test_model_preprocessing_attribute_beats_backbone_name():
+    # A small CNN ("unit" scaling) under VGG-16's name ("caffe" by the name).
+    keras.utils.set_random_seed(0)
+    small = backbones.build_backbone("small_cnn", (SIZE, SIZE, 3), widths=(8,))
+    renamed = keras.Model(small.input, small.output, name="vgg16")
+    model = models.MultiLabelClassifier(renamed, len(LABELS), label_names=LABELS)
+    model.build((None, SIZE, SIZE, 3))
+    # Set on the instance, so the test holds whether or not the class has the
+    # attribute: None is what a file written before it loads with.
+    model.preprocessing = None
+    assert inference.inference_spec(model).preprocessing == "caffe"
+    model.preprocessing = "unit"
+    spec = inference.inference_spec(model)
+    assert spec.preprocessing == "unit" and spec.backbone == "vgg16"
+    # An explicit override still wins over the model's word.
+    assert inference.inference_spec(model, preprocessing_mode="tf").preprocessing == "tf"
+    # The CLIs' inputs follow it: 'unit' is x / 255.
+    raw = np.full((1, SIZE, SIZE, 3), 255.0, np.float32)
+    np.testing.assert_allclose(inference.preprocess_batch(raw, spec).numpy(), 1.0)
 
 
 # --------------------------------------------------------------------------
