@@ -25,7 +25,8 @@ from runlib import ROOT, run_seeds, summary_table, train_run
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("config", "configs/demo_wgangp.gin", "A *_wgangp.gin config.")
-flags.DEFINE_string("initial_model", "runs/demo/model.keras", "The BCE checkpoint both arms start from.")
+flags.DEFINE_string("initial_model", "runs/demo/model.keras",
+                    "The BCE checkpoint both arms start from.")
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds.")
 flags.DEFINE_integer("epochs", 5, "Epochs of each arm.")
 flags.DEFINE_string("out_dir", "runs/compare_wgan", "Where the runs go.")

@@ -76,7 +76,7 @@ def main(argv):
     import keras
     import numpy as np
     import tensorflow as tf
-    from mltf import retdm
+    from mltf.methods import retdm
 
     xla = steplib.resolve_xla(FLAGS.xla)
     rng = np.random.default_rng(0)

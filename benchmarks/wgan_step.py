@@ -33,7 +33,7 @@ def main(argv):
     import keras
     import numpy as np
     import tensorflow as tf
-    from mltf import wgan
+    from mltf.methods import wgan_gp as wgan
 
     xla = steplib.resolve_xla(FLAGS.xla)
     rng = np.random.default_rng(0)

@@ -94,7 +94,7 @@ def evaluate(model_path: str, data_dir: str, split: str = "val",
     docstring). ``model`` may be passed already loaded (then ``model_path``
     is only recorded). Raises ``EvaluationError`` for user errors."""
     import pipelines
-    from mltf import callbacks, inference, metrics
+    from mltf import inference, metrics
     from mltf.data import schema
 
     if batch_size <= 0:
@@ -141,7 +141,7 @@ def evaluate(model_path: str, data_dir: str, split: str = "val",
         image_size=spec.image_size or 224, preprocessing=spec.preprocessing)
     try:
         dataset = pipelines.make_dataset(config, info=info)
-        y, s = callbacks.predict_dataset(model, dataset)
+        y, s = inference.predict_dataset(model, dataset)
     except (FileNotFoundError, ValueError) as e:  # a missing shard, no example
         raise EvaluationError(f"split {split!r} of {data_dir}: {e}") from None
     results = metrics.compute_all(y, s, threshold=t)

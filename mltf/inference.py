@@ -30,6 +30,7 @@ import tensorflow as tf
 
 from mltf.utils import imageio
 from pipelines import augment, preprocessing
+from pipelines.input import model_input
 
 # File name endings ``collect_image_files`` picks up in folders.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".gif")
@@ -367,3 +368,24 @@ def check_cli_args(tool: str, argv, flag_values, required) -> Optional[int]:
         return cli_error(tool, " and ".join(f"--{name}" for name in required)
                          + " are required")
     return None
+
+
+def predict_dataset(model, dataset):
+    """Scores and labels over one pass of an (x, y) dataset, in order.
+
+    ``x`` may be a dict (the pipeline's ``images``/``features`` plus extras);
+    only the model input is fed.
+    """
+    # A plain call in the cross-replica context: predict_on_batch would run
+    # the whole batch on every replica of a MirroredStrategy and concatenate.
+    infer = getattr(model, "_mltf_infer", None)
+    if infer is None:
+        infer = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        model._mltf_infer = infer
+    scores, labels = [], []
+    for x, y in dataset:
+        scores.append(np.asarray(infer(model_input(x))))
+        labels.append(np.asarray(y))
+    if not scores:
+        raise ValueError("the evaluation dataset is empty")
+    return np.concatenate(labels), np.concatenate(scores)

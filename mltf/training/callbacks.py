@@ -8,29 +8,8 @@ import numpy as np
 import tensorflow as tf
 
 from mltf import metrics as metrics_lib
+from mltf.inference import predict_dataset
 from mltf.training import run_files
-from pipelines.input import model_input
-
-
-def predict_dataset(model, dataset):
-    """Scores and labels over one pass of an (x, y) dataset, in order.
-
-    ``x`` may be a dict (the pipeline's ``images``/``features`` plus extras);
-    only the model input is fed.
-    """
-    # A plain call in the cross-replica context: predict_on_batch would run
-    # the whole batch on every replica of a MirroredStrategy and concatenate.
-    infer = getattr(model, "_mltf_infer", None)
-    if infer is None:
-        infer = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-        model._mltf_infer = infer
-    scores, labels = [], []
-    for x, y in dataset:
-        scores.append(np.asarray(infer(model_input(x))))
-        labels.append(np.asarray(y))
-    if not scores:
-        raise ValueError("the evaluation dataset is empty")
-    return np.concatenate(labels), np.concatenate(scores)
 
 
 def bce(y, s, eps=1e-7):

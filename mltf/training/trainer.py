@@ -21,7 +21,7 @@ import gin
 import keras
 import numpy as np
 
-from mltf import backbones, metrics, methods
+from mltf import backbones, inference, metrics, methods
 from mltf.core import distribute
 from mltf.core import steps as steps_lib
 from mltf.data import schema
@@ -45,42 +45,33 @@ def train(model_dir: str, epochs: int = 10, steps_per_epoch: Optional[int] = Non
 
     Args:
       model_dir: run folder (the ``--model_dir`` flag; never bound in gin).
-      epochs: training epochs.
-      steps_per_epoch: steps per epoch (default: one pass over the training
-        split, ``num_examples // batch_size``).
+      epochs, steps_per_epoch: the fit's length (default steps: one pass,
+        ``num_examples // batch_size``).
       optimizer: a Keras optimizer (``@keras.optimizers.Adam()``); default
-        Adam with ``learning_rate``.
-      learning_rate: Adam's learning rate when ``optimizer`` is not given
-        (default 1e-3); binding both is an error.
+        Adam with ``learning_rate`` (default 1e-3); binding both is an error.
       dropout, label_smoothing: see ``mltf.models.MultiLabelClassifier``.
       xla: XLA-compile the per-replica step (``mltf.core.steps``); ``"auto"``:
         on GPUs, off on CPUs, where it measured slower.
-      mixed_precision: None, ``"mixed_float16"`` (GPU) or
-        ``"mixed_bfloat16"`` (TPU, recent CPUs).
+      mixed_precision: None, ``"mixed_float16"`` (GPU) or ``"mixed_bfloat16"``.
       strategy: ``auto``, ``default``, ``mirrored``, ``multi_worker`` or
         ``cpu:N`` (``mltf.core.distribute``).
-      checkpoint_metric: log key that picks ``checkpoints/best.keras``
-        (``val_<metric key>``; ``val_loss`` is minimised, others maximised).
+      checkpoint_metric: the log key that picks ``checkpoints/best.keras``
+        (``val_loss`` and ranking errors are minimised, others maximised).
       eval_every: full-set evaluation every this many epochs.
-      backup_keep: committed epoch states kept in ``backup/`` (an older one
-        is the fallback if the newest is damaged). A killed run resumes at the
-        start of the epoch it was in (``run_state``).
-      callbacks: extra Keras callbacks (e.g.
-        ``@keras.callbacks.ReduceLROnPlateau()``, which can monitor
+      backup_keep: committed epoch states kept in ``backup/``; a killed run
+        resumes at the start of the epoch it was in (``run_state``).
+      callbacks: extra Keras callbacks (``ReduceLROnPlateau`` can monitor
         ``val_loss``: the full-set evaluation logs it).
-      tune_thresholds: tune per-class thresholds on the evaluation split
-        (maximising each class's F1) and save them with ``model.keras``.
+      tune_thresholds: tune per-class F1 thresholds on the evaluation split
+        and save them with ``model.keras``.
       seed: seed of Keras's initialisers and dropout.
       verbose: Keras's progress output (``"auto"``: a bar on a terminal).
-      method: a name in ``mltf.methods.REGISTRY``: ``"bce"`` (the baseline),
-        ``"wgan_gp"`` (seed 000; ``mltf.build_critic`` / ``mltf.build_wgan``)
-        or ``"retdm"`` (seed 001; ``mltf.build_retdm``).
-      initial_model: a ``.keras`` classifier to start from (seed 000 starts
-        from a BCE-trained generator); its backbone replaces
-        ``mltf.build_backbone``.
-      **method_options: the method's own options (``Method.options``; e.g.
-        ``wgan_gp``'s ``pretrain_epochs``, ``critic_optimizer``,
-        ``generator_optimizer``); an unknown name is an error.
+      method: a name in ``mltf.methods.REGISTRY`` (``"bce"``, ``"wgan_gp"``:
+        seed 000, ``"retdm"``: seed 001).
+      initial_model: a ``.keras`` classifier to start from (its backbone
+        replaces ``mltf.build_backbone``).
+      **method_options: the method's own options (``Method.options``, e.g.
+        ``wgan_gp``'s ``pretrain_epochs``); an unknown name is an error.
     """
     if optimizer is not None and learning_rate is not None:
         raise ValueError("bind either mltf.train.optimizer or mltf.train.learning_rate, "
@@ -124,29 +115,33 @@ def train(model_dir: str, epochs: int = 10, steps_per_epoch: Optional[int] = Non
     state, train_seconds = fit.main(fit_model, epochs, plugin.callbacks(run, fit_model),
                                     checkpoint_metric)
     results, thresholds = _evaluate(model, eval_ds, info, tune_thresholds)
-    if chief:
-        run_state.save_model(model, os.path.join(model_dir, "model.keras"))
-    report = {"split": eval_cfg.split, "data_dir": eval_cfg.data_dir,
-              "metrics": results, "thresholds": [float(t) for t in thresholds],
-              "label_names": info.label_names, "epochs": len(state.rows),
-              "train_seconds": round(train_seconds, 1),
+    report = {"split": eval_cfg.split, "data_dir": eval_cfg.data_dir, "metrics": results,
+              "thresholds": [float(t) for t in thresholds], "label_names": info.label_names,
+              "epochs": len(state.rows), "train_seconds": round(train_seconds, 1),
               "replicas": strategy_obj.num_replicas_in_sync,
               "workers": distribute.num_workers(strategy_obj), "method": method,
               "steps_per_epoch": fit.steps(run.train_config),
               "global_batch": run.train_config.batch_size, **plugin.report(fit_model)}
-    if chief:
-        run_state.write_json(os.path.join(model_dir, "metrics.json"), report)
-        state.close()  # last: a kill before this resumes and writes them again
-    else:
-        shutil.rmtree(model_dir, ignore_errors=True)
-    print(f"\n{metrics.format_table(results)}\n"
-          f"(split {eval_cfg.split!r} of {eval_cfg.data_dir}; threshold 0.5; "
-          f"training {train_seconds:.0f} s; run folder {run_dir}"
-          f"{'' if chief else ', written by the chief'})")
+    _finish(run, run_dir, model, report, state)
     return results
 
 
 # --- the pieces of a run ------------------------------------------------------
+
+
+def _finish(run, run_dir, model, report, state):
+    """Writes ``model.keras`` and ``metrics.json`` (the chief) and prints the
+    table."""
+    if run.chief:
+        run_state.save_model(model, os.path.join(run.model_dir, "model.keras"))
+        run_state.write_json(os.path.join(run.model_dir, "metrics.json"), report)
+        state.close()  # last: a kill before this resumes and writes them again
+    else:
+        shutil.rmtree(run.model_dir, ignore_errors=True)
+    print(f"\n{metrics.format_table(report['metrics'])}\n"
+          f"(split {report['split']!r} of {report['data_dir']}; threshold 0.5; "
+          f"training {report['train_seconds']:.0f} s; run folder {run_dir}"
+          f"{'' if run.chief else ', written by the chief'})")
 
 
 def _worker_dir(strategy) -> str:
@@ -200,7 +195,7 @@ def _resolve_preprocessing(mode, model, info) -> str:
 
 
 def _evaluate(model, eval_ds, info, tune):
-    y, s = cbs_lib.predict_dataset(model, eval_ds)
+    y, s = inference.predict_dataset(model, eval_ds)
     results = metrics.compute_all(y, s)
     thresholds = np.full(info.num_labels, 0.5, np.float32)
     if tune:

@@ -163,7 +163,7 @@ def check_finished_run(model_dir, method, epochs, steps, demo_dir):
         assert int(models["model.keras"].optimizer.iterations.numpy()) == epochs * steps
         # best.keras is the model of the best logged epoch.
         from mltf import metrics
-        from mltf.training.callbacks import predict_dataset
+        from mltf.inference import predict_dataset
         from pipelines import InputConfig, make_dataset
         ds = make_dataset(InputConfig(demo_dir, "val", batch_size=16, training=False,
                                       image_size=24, preprocessing="unit"))

@@ -49,7 +49,7 @@ def test_train_writes_a_complete_run_folder(demo_dir, tmp_path):
     assert {"loss", "val_mAP", "val_CF1", "val_loss", "learning_rate"} <= set(rows[0])
     # The saved model reproduces the reported metrics (independent recomputation).
     model = keras.models.load_model(tmp_path / "model.keras")
-    from mltf.training.callbacks import predict_dataset
+    from mltf.inference import predict_dataset
     from pipelines import InputConfig, make_dataset
     ds = make_dataset(InputConfig(demo_dir, "val", batch_size=16, training=False,
                                   image_size=24, preprocessing="unit"))
