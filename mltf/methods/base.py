@@ -181,7 +181,8 @@ class LabelDependencyModel(steps.PrebuiltFit, keras.Model):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         classifier = self.base_classifier()
         logits = classifier(model_input(x), training=False, return_logits=True)
-        self.trackers["bce"].update_state(steps.unscaled(classifier.bce(y, logits)))
+        self.trackers["bce"].update_state(
+            steps.unscaled(classifier.classification_loss(y, logits)))
         if "labels_per_image" in self.test_tracker_names:
             self.trackers["labels_per_image"].update_state(labels_per_image(logits))
         return self.logs(self.test_tracker_names)

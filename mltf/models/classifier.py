@@ -61,24 +61,32 @@ class OneOptimizerCompileConfig:
 
 @keras.saving.register_keras_serializable(package="mltf")
 class MultiLabelClassifier(steps.PrebuiltFit, OneOptimizerCompileConfig, keras.Model):
-    """Backbone + one dense sigmoid layer per label, trained with BCE.
+    """Backbone + one dense sigmoid layer per label, trained with BCE (or
+    the classification loss given).
 
     Args:
       backbone: a ``keras.Model`` from inputs to pooled features [B, D].
       num_labels: number of labels C.
       label_names: optional names of the C labels, saved with the model.
       dropout: dropout rate on the features before the head.
-      label_smoothing: BCE label smoothing.
+      label_smoothing: BCE label smoothing (default loss only).
       preprocessing: the input scaling mode of the images it takes
         (``"caffe"``, ``"tf"``, ``"torch"``, ``"unit"``, ``"none"``), saved
         for inference; None when unknown (files from before it was saved).
+      loss: the classification loss, a ``keras.losses.Loss`` on (multi-hot
+        labels, logits [B, C]) that scales per replica like Keras's own
+        (``sum_over_batch_size``); saved with the model (register its class
+        with ``keras.saving.register_keras_serializable``). Default: binary
+        cross-entropy from logits with ``label_smoothing``. Every method uses
+        it as its classification term.
       **kwargs: ``keras.Model`` arguments (``name``, ``dtype``).
     """
 
     def __init__(self, backbone: keras.Model, num_labels: int,
                  label_names: Optional[Sequence[str]] = None,
                  dropout: float = 0.0, label_smoothing: float = 0.0,
-                 preprocessing: Optional[str] = None, **kwargs):
+                 preprocessing: Optional[str] = None,
+                 loss: Optional[keras.losses.Loss] = None, **kwargs):
         super().__init__(**kwargs)
         if label_names is not None and len(label_names) != num_labels:
             raise ValueError(f"{len(label_names)} label names for {num_labels} labels")
@@ -91,8 +99,7 @@ class MultiLabelClassifier(steps.PrebuiltFit, OneOptimizerCompileConfig, keras.M
         self.feature_dropout = keras.layers.Dropout(self.dropout, name="feature_dropout")
         # float32 head: logits and the loss stay exact under mixed precision.
         self.head = keras.layers.Dense(self.num_labels, dtype="float32", name="head")
-        self.bce = keras.losses.BinaryCrossentropy(
-            from_logits=True, label_smoothing=self.label_smoothing, name="bce")
+        self.set_loss(loss)
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.labels_tracker = keras.metrics.Mean(name="labels_per_image")
         self.xla = False
@@ -149,7 +156,7 @@ class MultiLabelClassifier(steps.PrebuiltFit, OneOptimizerCompileConfig, keras.M
             tape.watch(trainable)
             logits, new_non_trainable = self.stateless_call(
                 trainable, non_trainable, x, training=True, return_logits=True)
-            loss = self.bce(y, logits, sample_weight=sample_weight)
+            loss = self.classification_loss(y, logits, sample_weight=sample_weight)
             scaled = self.optimizer.scale_loss(loss)
         grads = tape.gradient(scaled, trainable)
         return loss, grads, new_non_trainable, logits
@@ -169,7 +176,7 @@ class MultiLabelClassifier(steps.PrebuiltFit, OneOptimizerCompileConfig, keras.M
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         logits = self(x, training=False, return_logits=True)
-        loss = self.bce(y, logits, sample_weight=sample_weight)
+        loss = self.classification_loss(y, logits, sample_weight=sample_weight)
         self._track(steps.unscaled(loss), logits, y)
         return steps.step_logs({m.name: m.result() for m in self.metrics})
 
@@ -179,6 +186,15 @@ class MultiLabelClassifier(steps.PrebuiltFit, OneOptimizerCompileConfig, keras.M
         self.labels_tracker.update_state(labels_per_image(logits), sample_weight=batch)
 
     # --- thresholds and config ----------------------------------------------
+
+    def set_loss(self, loss: Optional[keras.losses.Loss]) -> None:
+        """Sets the classification loss (None: BCE with ``label_smoothing``)."""
+        if loss is not None and self.label_smoothing:
+            raise ValueError("label_smoothing applies to the default BCE; give it to "
+                             "the loss instead")
+        self.custom_loss = loss
+        self.classification_loss = loss or keras.losses.BinaryCrossentropy(
+            from_logits=True, label_smoothing=self.label_smoothing, name="bce")
 
     def set_thresholds(self, thresholds):
         """Sets the per-class decision thresholds (saved with the model)."""
@@ -196,11 +212,15 @@ class MultiLabelClassifier(steps.PrebuiltFit, OneOptimizerCompileConfig, keras.M
             "dropout": self.dropout,
             "label_smoothing": self.label_smoothing,
             "preprocessing": self.preprocessing,
+            "loss": (keras.saving.serialize_keras_object(self.custom_loss)
+                     if self.custom_loss is not None else None),
         })
         return config
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        for key in ("backbone", "loss"):
+            if config.get(key) is not None:
+                config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)

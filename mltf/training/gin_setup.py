@@ -27,7 +27,8 @@ def register_externals() -> None:
 def register_all() -> None:
     """Imports every module with gin configurables."""
     import pipelines  # noqa: F401  (pipelines.InputConfig)
-    from mltf import backbones, methods  # noqa: F401  (mltf.build_backbone)
+    from mltf import backbones, losses, methods  # noqa: F401  (mltf.build_backbone)
+    losses.load_all()
     methods.load_all()  # mltf.build_critic, build_wgan, build_retdm
 
 

@@ -36,8 +36,8 @@ from pipelines import preprocessing
 @gin.configurable(module="mltf", denylist=["model_dir"])
 def train(model_dir: str, epochs: int = 10, steps_per_epoch: Optional[int] = None,
           optimizer=None, learning_rate: Optional[float] = None, dropout: float = 0.0,
-          label_smoothing: float = 0.0, xla="auto", mixed_precision: Optional[str] = None,
-          strategy: str = "auto", checkpoint_metric: str = "val_mAP", eval_every: int = 1,
+          label_smoothing: float = 0.0, loss=None, xla="auto",
+          mixed_precision: Optional[str] = None, strategy: str = "auto", checkpoint_metric: str = "val_mAP", eval_every: int = 1,
           backup_keep: int = 2, callbacks: Sequence = (), tune_thresholds: bool = True,
           seed: int = 0, verbose="auto", method: str = "bce",
           initial_model: Optional[str] = None, **method_options):
@@ -49,7 +49,9 @@ def train(model_dir: str, epochs: int = 10, steps_per_epoch: Optional[int] = Non
         ``num_examples // batch_size``).
       optimizer: a Keras optimizer (``@keras.optimizers.Adam()``); default
         Adam with ``learning_rate`` (default 1e-3); binding both is an error.
-      dropout, label_smoothing: see ``mltf.models.MultiLabelClassifier``.
+      dropout, label_smoothing, loss: see ``mltf.models.MultiLabelClassifier``
+        (``loss``, e.g. ``@mltf.losses.<Name>()``, replaces an initial
+        model's too).
       xla: XLA-compile the per-replica step (``mltf.core.steps``); ``"auto"``:
         on GPUs, off on CPUs, where it measured slower.
       mixed_precision: None, ``"mixed_float16"`` (GPU) or ``"mixed_bfloat16"``.
@@ -98,6 +100,8 @@ def train(model_dir: str, epochs: int = 10, steps_per_epoch: Optional[int] = Non
     run.resumed_phase = distribute.broadcast_flag(strategy_obj, resumed is not None)
     with strategy_obj.scope():
         model = _classifier(resumed or initial_model, run, dropout, label_smoothing)
+        if loss is not None:
+            model.set_loss(loss)
         run.optimizer = in_scope(optimizer or keras.optimizers.Adam(learning_rate or 1e-3))
     if run.resumed_phase:  # only the chief loaded it (a fresh net of the same shape elsewhere)
         distribute.broadcast_variables(strategy_obj, model.variables)

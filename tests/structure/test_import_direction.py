@@ -19,7 +19,7 @@ LAYERS = [
     ("utils", ["mltf.utils"]),
     ("data", ["mltf.data"]),
     ("pipelines", ["pipelines"]),
-    ("core", ["mltf.core", "mltf.metrics", "mltf.backbones"]),
+    ("core", ["mltf.core", "mltf.metrics", "mltf.backbones", "mltf.losses"]),
     ("models", ["mltf.models", "mltf.inference"]),
     ("methods", ["mltf.methods", "mltf.wgan", "mltf.retdm"]),
     ("training", ["mltf.training"]),

@@ -223,7 +223,7 @@ class RETDMClassifier(OneOptimizerCompileConfig, LabelDependencyModel):
 
             f_y = embed(y)
             y_rec, _ = self.reconstruction.stateless_call(rec_v, [], f_y)
-            bce = cls.bce(y, logits)
+            bce = cls.classification_loss(y, logits)
             rec = self.mse(y, y_rec)
             f_yn = tf.reshape(embed(tf.reshape(neighbour_sets, [-1, self.num_labels])),
                               [-1, self.k, self.embedding_dim])

@@ -258,7 +258,7 @@ class WGANGPClassifier(LabelDependencyModel):
                 trainable, non_trainable, x, training=True, return_logits=True)
             fake = self._sample(logits, seed, temperature)
             adversarial = -steps.per_replica_mean(self.critic(fake, z))
-            bce = self.generator.bce(y, logits)
+            bce = self.generator.classification_loss(y, logits)
             loss = adversarial + self.alpha * bce
             scaled = self.generator_optimizer.scale_loss(loss)
         grads = tape.gradient(scaled, trainable)
