@@ -37,7 +37,8 @@ from pipelines import preprocessing
 def train(model_dir: str, epochs: int = 10, steps_per_epoch: Optional[int] = None,
           optimizer=None, learning_rate: Optional[float] = None, dropout: float = 0.0,
           label_smoothing: float = 0.0, loss=None, xla="auto",
-          mixed_precision: Optional[str] = None, strategy: str = "auto", checkpoint_metric: str = "val_mAP", eval_every: int = 1,
+          mixed_precision: Optional[str] = None, strategy: str = "auto",
+          checkpoint_metric: str = "val_mAP", eval_every: int = 1,
           backup_keep: int = 2, callbacks: Sequence = (), tune_thresholds: bool = True,
           seed: int = 0, verbose="auto", method: str = "bce",
           initial_model: Optional[str] = None, **method_options):
