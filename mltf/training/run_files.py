@@ -6,7 +6,6 @@ rewrites from its committed rows."""
 import csv
 import hashlib
 import io
-import json
 import os
 import re
 import shutil
@@ -54,7 +53,9 @@ def atomic_text(path: str, text: str) -> None:
 
 
 def write_json(path: str, data) -> None:
-    atomic_text(path, json.dumps(data, indent=2, sort_keys=True))
+    """The run state's JSON (sorted keys, no final newline), atomically."""
+    atomic.write_json(path, data, sort_keys=True, end="",
+                      before_rename=lambda: pause(os.path.basename(path)))
 
 
 def save_model(model, path: str) -> None:

@@ -61,7 +61,8 @@ def atomic_text(path: str, text: str, before_rename=None) -> None:
     atomic_write(path, write, before_rename)
 
 
-def write_json(path: str, data, *, sort_keys: bool = False, end: str = "\n") -> None:
+def write_json(path: str, data, *, sort_keys: bool = False, end: str = "\n",
+               before_rename=None) -> None:
     """``data`` as JSON, indented by 2, then ``end``, replacing ``path`` whole.
 
     Args:
@@ -70,5 +71,6 @@ def write_json(path: str, data, *, sort_keys: bool = False, end: str = "\n") -> 
       sort_keys: sort object keys; off by default, so reports keep their
         documented key order and per-class entries stay in label order.
       end: appended after the JSON text (a final newline by default).
+      before_rename: as in ``atomic_write``.
     """
-    atomic_text(path, json.dumps(data, indent=2, sort_keys=sort_keys) + end)
+    atomic_text(path, json.dumps(data, indent=2, sort_keys=sort_keys) + end, before_rename)

@@ -22,13 +22,9 @@ interpolates, for the generated batch, each image's real label set and its
 generated one, so y* stays paired with its own image x2. The generator
 update uses one more fresh batch.
 
-Batch layout: the input pipeline yields batches of ``slots * b`` examples
-(``slots = 3 n_critic + 1``, or ``2 n_critic + 1`` without negative
-sampling); ``train_step`` cuts its (per-replica) batch into ``slots`` equal
-chunks, in order: for each critic update matched, generated, (mismatched);
-then the generator's chunk. Examples are shuffled i.i.d., so any partition
-is as good as another, and under a MirroredStrategy each replica gets whole
-chunks without any transpose of the images.
+Batch layout: the input pipeline yields ``slots`` chunks per step (see
+``batch.py``): for each critic update matched, generated, (mismatched);
+then the generator's chunk.
 
 Cost: fext(x) runs once per drawn chunk and serves every term that needs
 it (D on the generated pairs and the gradient penalty share fext(x2));
