@@ -32,11 +32,12 @@ flags.DEFINE_bool("overwrite", False, "Convert again even if the files exist.")
 
 def main(argv):
     del argv
-    from mltf import backbones, efficientnet_lite
+    from mltf.backbones.weights import cache
+    from mltf.backbones.weights import efficientnet_lite
 
     if FLAGS.state_dict and len(FLAGS.variants) != 1:
         sys.exit("error: --state_dict needs exactly one --variants")
-    cache_dir = FLAGS.cache_dir or backbones._keras_cache_dir()
+    cache_dir = FLAGS.cache_dir or cache.keras_cache_dir()
     failed = False
     for name in FLAGS.variants:
         start = time.perf_counter()

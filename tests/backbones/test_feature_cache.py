@@ -16,12 +16,12 @@ import pytest
 from conftest import read_records, write_image
 from test_train import _train_in_process
 from mltf.backbones import build_backbone
+from mltf.backbones.feature_cache import cache_features
 from mltf.data import schema, writer
-from mltf.data.feature_cache import cache_features
 from mltf.data.sources import Item, SourceData
 from pipelines import augment, preprocessing
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LABELS = ["sky", "sea", "tree"]
 
 
