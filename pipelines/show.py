@@ -41,6 +41,7 @@ def main(argv):
     import gin
     import numpy as np
     import tensorflow as tf
+    import mltf.backbones  # noqa: F401  (backbone names as preprocessing modes)
     from mltf.data import schema
     from pipelines import input_configs, make_dataset
     if not FLAGS.config:

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 r"""Runs a frozen backbone once over an image dataset and writes its pooled
-features as a feature dataset (see ``mltf.data.feature_cache``).
+features as a feature dataset (see ``mltf.backbones.feature_cache``).
 
 Example (EfficientNet-Lite0 ImageNet features of the MIML scene photos):
   python tools/cache_features.py --data_dir=data/miml_scene_full \
@@ -35,7 +35,7 @@ flags.mark_flags_as_required(["data_dir", "output_dir"])
 def main(argv):
     del argv
     from mltf.backbones import WeightsUnavailableError
-    from mltf.data.feature_cache import cache_features
+    from mltf.backbones.feature_cache import cache_features
 
     weights = None if FLAGS.weights.lower() == "none" else FLAGS.weights
     try:

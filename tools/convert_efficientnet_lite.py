@@ -25,18 +25,20 @@ from absl import app, flags  # noqa: E402
 FLAGS = flags.FLAGS
 flags.DEFINE_list("variants", ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"],
                   "Variants to convert.")
-flags.DEFINE_string("state_dict", None, "A .pth state dict to convert instead of the package's (one variant only).")
+flags.DEFINE_string("state_dict", None,
+                    "A .pth state dict to convert instead of the package's (one variant only).")
 flags.DEFINE_string("cache_dir", None, "Output folder (default: the Keras cache, ~/.keras/models).")
 flags.DEFINE_bool("overwrite", False, "Convert again even if the files exist.")
 
 
 def main(argv):
     del argv
-    from mltf import backbones, efficientnet_lite
+    from mltf.backbones.weights import cache
+    from mltf.backbones.weights import efficientnet_lite
 
     if FLAGS.state_dict and len(FLAGS.variants) != 1:
         sys.exit("error: --state_dict needs exactly one --variants")
-    cache_dir = FLAGS.cache_dir or backbones._keras_cache_dir()
+    cache_dir = FLAGS.cache_dir or cache.keras_cache_dir()
     failed = False
     for name in FLAGS.variants:
         start = time.perf_counter()

@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 import keras
 
+import mltf.backbones  # noqa: F401  (backbone names as preprocessing modes)
 from pipelines import augment, preprocessing
 
 

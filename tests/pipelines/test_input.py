@@ -10,6 +10,7 @@ import keras
 from conftest import mirrored_strategy, write_image
 from mltf.data import writer
 from mltf.data.sources import Item, SourceData
+import mltf.backbones  # noqa: F401  (backbone names as preprocessing modes)
 from mltf.methods.wgan_gp import MismatchSampler, MismatchedLabels
 from pipelines import InputConfig, make_dataset, distributed_dataset
 

@@ -11,8 +11,25 @@ import pytest
 from keras.src.utils import file_utils  # what keras.applications calls
 
 from mltf import backbones
-from mltf.backbones import build_backbone
-from pipelines.preprocessing import BACKBONE_MODES
+from mltf.backbones import build_backbone, registry
+from pipelines import preprocessing
+
+# The input scaling each built-in backbone expects (keras.applications'
+# preprocess_input of its family; none where the model rescales inside).
+BACKBONE_MODES = {
+    "vgg16": "caffe",
+    "resnet50": "caffe",
+    "resnet101": "caffe",
+    "resnet152": "caffe",
+    "inception_v3": "tf",
+    "mobilenet_v3_small": "none",
+    "efficientnet_b0": "none",
+    "efficientnet_lite0": "none",
+    "efficientnet_lite1": "none",
+    "efficientnet_lite2": "none",
+    "small_cnn": "unit",
+    "mlp": "none",
+}
 
 NUM_LABELS = 3
 
@@ -397,7 +414,9 @@ def test_gin_binds_the_factory():
 
 
 def test_register_backbone(monkeypatch):
-    monkeypatch.setattr(backbones, "BACKBONES", dict(backbones.BACKBONES))
+    monkeypatch.setattr(registry, "BACKBONES", dict(backbones.BACKBONES))
+    monkeypatch.setattr(preprocessing, "_ALIASES",
+                        dict(preprocessing._ALIASES))
 
     def tiny(input_shape, *, weights=None, pooling="avg", name=None, units=4):
         inputs = keras.Input(shape=input_shape)
@@ -415,6 +434,32 @@ def test_register_backbone(monkeypatch):
         backbones.register_backbone("tiny", tiny)
     with pytest.raises(ValueError, match="preprocessing"):
         backbones.register_backbone("tiny2", tiny, preprocessing="imagenet")
+    assert "tiny2" not in registry.BACKBONES
+
+
+def test_a_registered_backbone_is_a_preprocessing_name(monkeypatch):
+    """The scaling is declared once, at registration: the input pipeline
+    then takes the backbone's name as well as "auto" does."""
+    monkeypatch.setattr(registry, "BACKBONES", dict(backbones.BACKBONES))
+    monkeypatch.setattr(preprocessing, "_ALIASES",
+                        dict(preprocessing._ALIASES))
+    with pytest.raises(ValueError, match="unknown preprocessing 'tiny'"):
+        preprocessing.mode_for("tiny")
+    backbones.register_backbone(
+        "tiny", lambda input_shape, **kwargs: None, preprocessing="tf")
+    assert preprocessing.mode_for("tiny") == "tf"
+    x = np.full((1, 2, 2, 3), 255.0, "float32")
+    np.testing.assert_allclose(preprocessing.preprocess(x, "tiny"), 1.0)
+    for name, mode in BACKBONE_MODES.items():
+        assert preprocessing.mode_for(name) == mode
+
+
+def test_without_backbones_a_name_error_says_what_to_import(monkeypatch):
+    monkeypatch.setattr(preprocessing, "_ALIASES", {})
+    with pytest.raises(ValueError, match="import mltf.backbones") as info:
+        preprocessing.mode_for("vgg16")
+    for mode in preprocessing.MODES:
+        assert mode in str(info.value)
 
 
 def test_embedding_layer_keeps_name_and_stays_trainable():

