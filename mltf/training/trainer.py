@@ -80,32 +80,11 @@ def train(model_dir: str, epochs: int = 10, steps_per_epoch: Optional[int] = Non
         raise ValueError("bind either mltf.train.optimizer or mltf.train.learning_rate, "
                          "not both (the optimizer carries its own learning rate)")
     plugin = methods.get(method)
-    options = plugin.check(method_options)
-    strategy_obj = distribute.make_strategy(strategy)
-    chief, run_dir = distribute.is_chief(strategy_obj), model_dir
-    model_dir = model_dir if chief else _worker_dir(strategy_obj)
-    os.makedirs(model_dir, exist_ok=True)
-    train_cfg, eval_cfg = pipelines.input_configs()
-    pipelines.input.check_global_batch(train_cfg.batch_size, strategy_obj.num_replicas_in_sync)
-    info = schema.read_info(train_cfg.data_dir)
-    if mixed_precision:
-        keras.mixed_precision.set_global_policy(mixed_precision)
-    keras.utils.set_random_seed(seed)
-    run = methods.Run(
-        model_dir=model_dir, chief=chief, strategy=strategy_obj, info=info,
-        train_config=train_cfg, input_shape=_input_shape(info, train_cfg), optimizer=None,
-        xla=steps_lib.resolve_xla(xla), user_callbacks=list(callbacks), options=options,
-        initial_model=initial_model, in_scope=in_scope, save_model=run_state.save_model)
-    # A phase the method left in the run folder (chief's decision for all workers).
-    resumed = plugin.initial_model(run) if chief else None
-    run.resumed_phase = distribute.broadcast_flag(strategy_obj, resumed is not None)
-    with strategy_obj.scope():
-        model = _classifier(resumed or initial_model, run, dropout, label_smoothing)
-        if loss is not None:
-            model.set_loss(loss)
-        run.optimizer = in_scope(optimizer or keras.optimizers.Adam(learning_rate or 1e-3))
-    if run.resumed_phase:  # only the chief loaded it (a fresh net of the same shape elsewhere)
-        distribute.broadcast_variables(strategy_obj, model.variables)
+    run, eval_cfg, run_dir = _start(model_dir, plugin.check(method_options), strategy, xla,
+                                    mixed_precision, seed, callbacks, initial_model)
+    model = _start_classifier(plugin, run, optimizer or keras.optimizers.Adam(
+        learning_rate or 1e-3), dropout, label_smoothing, loss)
+    train_cfg, info, strategy_obj = run.train_config, run.info, run.strategy
     for cfg in (train_cfg, eval_cfg):
         cfg.preprocessing = _resolve_preprocessing(cfg.preprocessing, model, info)
     model.preprocessing = train_cfg.preprocessing
@@ -132,6 +111,43 @@ def train(model_dir: str, epochs: int = 10, steps_per_epoch: Optional[int] = Non
 
 
 # --- the pieces of a run ------------------------------------------------------
+
+
+def _start(model_dir, options, strategy, xla, mixed_precision, seed, callbacks, initial_model):
+    """The strategy, this process's folder, the input configs, the dataset
+    and the seeds: (``Run``, the eval config, the run folder)."""
+    strategy_obj = distribute.make_strategy(strategy)
+    chief = distribute.is_chief(strategy_obj)
+    folder = model_dir if chief else _worker_dir(strategy_obj)
+    os.makedirs(folder, exist_ok=True)
+    train_cfg, eval_cfg = pipelines.input_configs()
+    pipelines.input.check_global_batch(train_cfg.batch_size, strategy_obj.num_replicas_in_sync)
+    info = schema.read_info(train_cfg.data_dir)
+    if mixed_precision:
+        keras.mixed_precision.set_global_policy(mixed_precision)
+    keras.utils.set_random_seed(seed)
+    run = methods.Run(
+        model_dir=folder, chief=chief, strategy=strategy_obj, info=info,
+        train_config=train_cfg, input_shape=_input_shape(info, train_cfg), optimizer=None,
+        xla=steps_lib.resolve_xla(xla), user_callbacks=list(callbacks), options=options,
+        initial_model=initial_model, in_scope=in_scope, save_model=run_state.save_model)
+    return run, eval_cfg, model_dir
+
+
+def _start_classifier(plugin, run, optimizer, dropout, label_smoothing, loss):
+    """The classifier the run trains (loaded, resumed or new) and
+    ``run.optimizer``, both made in the strategy's scope."""
+    # A phase the method left in the run folder (chief's decision for all workers).
+    resumed = plugin.initial_model(run) if run.chief else None
+    run.resumed_phase = distribute.broadcast_flag(run.strategy, resumed is not None)
+    with run.strategy.scope():
+        model = _classifier(resumed or run.initial_model, run, dropout, label_smoothing)
+        if loss is not None:
+            model.set_loss(loss)
+        run.optimizer = in_scope(optimizer)
+    if run.resumed_phase:  # only the chief loaded it (a fresh net of the same shape elsewhere)
+        distribute.broadcast_variables(run.strategy, model.variables)
+    return model
 
 
 def _finish(run, run_dir, model, report, state):
