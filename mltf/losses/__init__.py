@@ -1,4 +1,5 @@
-"""Classification losses beyond the default BCE, as Keras ``Loss`` classes on
+"""Classification losses beyond the default BCE (``bce``: the label-summed
+BCE of the papers' equations), as Keras ``Loss`` classes on
 (multi-hot labels, logits) that a config passes to the classifier
 (``mltf.train.loss = @mltf.losses.<Name>()``); every method uses the
 classifier's loss as its classification term.
@@ -12,7 +13,7 @@ module="mltf.losses")``, plus its name in ``MODULES``.
 
 import importlib
 
-MODULES = ()
+MODULES = ("bce",)
 
 
 def load_all() -> None:

@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from mltf.core import steps
+from mltf.losses.bce import LabelSummedBCE
 
 
 def labels_per_image(logits):
@@ -73,6 +74,9 @@ class MultiLabelClassifier(steps.PrebuiltFit, OneOptimizerCompileConfig, keras.M
       preprocessing: the input scaling mode of the images it takes
         (``"caffe"``, ``"tf"``, ``"torch"``, ``"unit"``, ``"none"``), saved
         for inference; None when unknown (files from before it was saved).
+      label_reduction: how the default BCE reduces over the labels of an
+        example: ``"mean"`` (Keras's) or ``"sum"`` (the papers' equations;
+        C times the mean, ``mltf.losses.LabelSummedBCE``).
       loss: the classification loss, a ``keras.losses.Loss`` on (multi-hot
         labels, logits [B, C]) that scales per replica like Keras's own
         (``sum_over_batch_size``); saved with the model (register its class
@@ -86,7 +90,8 @@ class MultiLabelClassifier(steps.PrebuiltFit, OneOptimizerCompileConfig, keras.M
                  label_names: Optional[Sequence[str]] = None,
                  dropout: float = 0.0, label_smoothing: float = 0.0,
                  preprocessing: Optional[str] = None,
-                 loss: Optional[keras.losses.Loss] = None, **kwargs):
+                 loss: Optional[keras.losses.Loss] = None, label_reduction: str = "mean",
+                 **kwargs):
         super().__init__(**kwargs)
         if label_names is not None and len(label_names) != num_labels:
             raise ValueError(f"{len(label_names)} label names for {num_labels} labels")
@@ -96,6 +101,7 @@ class MultiLabelClassifier(steps.PrebuiltFit, OneOptimizerCompileConfig, keras.M
         self.dropout = float(dropout)
         self.label_smoothing = float(label_smoothing)
         self.preprocessing = preprocessing
+        self.label_reduction = label_reduction
         self.feature_dropout = keras.layers.Dropout(self.dropout, name="feature_dropout")
         # float32 head: logits and the loss stay exact under mixed precision.
         self.head = keras.layers.Dense(self.num_labels, dtype="float32", name="head")
@@ -188,13 +194,22 @@ class MultiLabelClassifier(steps.PrebuiltFit, OneOptimizerCompileConfig, keras.M
     # --- thresholds and config ----------------------------------------------
 
     def set_loss(self, loss: Optional[keras.losses.Loss]) -> None:
-        """Sets the classification loss (None: BCE with ``label_smoothing``)."""
+        """Sets the classification loss (None: BCE with ``label_smoothing``,
+        reduced over labels by ``label_reduction``)."""
+        if self.label_reduction not in ("mean", "sum"):
+            raise ValueError("label_reduction must be 'mean' or 'sum', got "
+                             f"{self.label_reduction!r}")
         if loss is not None and self.label_smoothing:
             raise ValueError("label_smoothing applies to the default BCE; give it to "
                              "the loss instead")
         self.custom_loss = loss
-        self.classification_loss = loss or keras.losses.BinaryCrossentropy(
-            from_logits=True, label_smoothing=self.label_smoothing, name="bce")
+        if loss is not None:
+            self.classification_loss = loss
+        elif self.label_reduction == "sum":
+            self.classification_loss = LabelSummedBCE(label_smoothing=self.label_smoothing)
+        else:
+            self.classification_loss = keras.losses.BinaryCrossentropy(
+                from_logits=True, label_smoothing=self.label_smoothing, name="bce")
 
     def set_thresholds(self, thresholds):
         """Sets the per-class decision thresholds (saved with the model)."""
@@ -214,6 +229,7 @@ class MultiLabelClassifier(steps.PrebuiltFit, OneOptimizerCompileConfig, keras.M
             "preprocessing": self.preprocessing,
             "loss": (keras.saving.serialize_keras_object(self.custom_loss)
                      if self.custom_loss is not None else None),
+            "label_reduction": self.label_reduction,
         })
         return config
 

@@ -30,6 +30,7 @@ def register_all() -> None:
     from mltf import backbones, losses, methods  # noqa: F401  (mltf.build_backbone)
     losses.load_all()
     methods.load_all()  # mltf.build_critic, build_wgan, build_retdm
+    from mltf.training import trainer  # noqa: F401  (mltf.train)
 
 
 def in_scope(optimizer):

@@ -36,7 +36,8 @@ from pipelines import preprocessing
 @gin.configurable(module="mltf", denylist=["model_dir"])
 def train(model_dir: str, epochs: int = 10, steps_per_epoch: Optional[int] = None,
           optimizer=None, learning_rate: Optional[float] = None, dropout: float = 0.0,
-          label_smoothing: float = 0.0, loss=None, xla="auto",
+          label_smoothing: float = 0.0, loss=None, label_reduction: Optional[str] = None,
+          xla="auto",
           mixed_precision: Optional[str] = None, strategy: str = "auto",
           checkpoint_metric: str = "val_mAP", eval_every: int = 1,
           backup_keep: int = 2, callbacks: Sequence = (), tune_thresholds: bool = True,
@@ -50,9 +51,10 @@ def train(model_dir: str, epochs: int = 10, steps_per_epoch: Optional[int] = Non
         ``num_examples // batch_size``).
       optimizer: a Keras optimizer (``@keras.optimizers.Adam()``); default
         Adam with ``learning_rate`` (default 1e-3); binding both is an error.
-      dropout, label_smoothing, loss: see ``mltf.models.MultiLabelClassifier``
-        (``loss``, e.g. ``@mltf.losses.<Name>()``, replaces an initial
-        model's too).
+      dropout, label_smoothing, loss, label_reduction: see
+        ``mltf.models.MultiLabelClassifier``; ``loss`` (e.g.
+        ``@mltf.losses.<Name>()``) and ``label_reduction`` (None: the initial
+        model's, else ``"mean"``) replace an initial model's too.
       xla: XLA-compile the per-replica step (``mltf.core.steps``); ``"auto"``:
         on GPUs, off on CPUs, where it measured slower.
       mixed_precision: None, ``"mixed_float16"`` (GPU) or ``"mixed_bfloat16"``.
@@ -83,7 +85,7 @@ def train(model_dir: str, epochs: int = 10, steps_per_epoch: Optional[int] = Non
     run, eval_cfg, run_dir = _start(model_dir, plugin.check(method_options), strategy, xla,
                                     mixed_precision, seed, callbacks, initial_model)
     model = _start_classifier(plugin, run, optimizer or keras.optimizers.Adam(
-        learning_rate or 1e-3), dropout, label_smoothing, loss)
+        learning_rate or 1e-3), dropout, label_smoothing, loss, label_reduction)
     train_cfg, info, strategy_obj = run.train_config, run.info, run.strategy
     for cfg in (train_cfg, eval_cfg):
         cfg.preprocessing = _resolve_preprocessing(cfg.preprocessing, model, info)
@@ -134,7 +136,7 @@ def _start(model_dir, options, strategy, xla, mixed_precision, seed, callbacks, 
     return run, eval_cfg, model_dir
 
 
-def _start_classifier(plugin, run, optimizer, dropout, label_smoothing, loss):
+def _start_classifier(plugin, run, optimizer, dropout, label_smoothing, loss, label_reduction):
     """The classifier the run trains (loaded, resumed or new) and
     ``run.optimizer``, both made in the strategy's scope."""
     # A phase the method left in the run folder (chief's decision for all workers).
@@ -142,8 +144,10 @@ def _start_classifier(plugin, run, optimizer, dropout, label_smoothing, loss):
     run.resumed_phase = distribute.broadcast_flag(run.strategy, resumed is not None)
     with run.strategy.scope():
         model = _classifier(resumed or run.initial_model, run, dropout, label_smoothing)
-        if loss is not None:
-            model.set_loss(loss)
+        if label_reduction is not None:
+            model.label_reduction = label_reduction
+        if loss is not None or label_reduction is not None:
+            model.set_loss(loss if loss is not None else model.custom_loss)
         run.optimizer = in_scope(optimizer)
     if run.resumed_phase:  # only the chief loaded it (a fresh net of the same shape elsewhere)
         distribute.broadcast_variables(run.strategy, model.variables)

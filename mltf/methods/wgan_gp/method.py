@@ -14,7 +14,7 @@ import os
 
 import keras
 
-from mltf.methods.base import Method, Run
+from mltf.methods.base import Method, Run, SettingsError
 from mltf.methods.wgan_gp.critic import build_critic, frozen_copy
 from mltf.methods.wgan_gp.mismatch import MismatchedLabels
 from mltf.methods.wgan_gp.model import build_wgan
@@ -44,8 +44,14 @@ class WGANGP(Method):
         return None
 
     def prepare(self, run: Run, classifier) -> None:
-        super().prepare(run, classifier)
         epochs = run.options["pretrain_epochs"]
+        if run.initial_model is None and epochs <= 0 and not run.resumed_phase:
+            # Seed 000 trains the critic against a BCE-trained generator (sec. 4.1).
+            raise SettingsError(
+                "method 'wgan_gp' needs a BCE-trained generator: bind "
+                "mltf.train.initial_model (a classifier's model.keras) or "
+                "mltf.train.pretrain_epochs (BCE epochs first)")
+        super().prepare(run, classifier)
         if epochs > 0 and not run.resumed_phase:
             run.fit_phase(classifier, "pretrain", epochs)
             if run.chief:

@@ -1,0 +1,117 @@
+"""Seed 000 read literally (issue 13): the (d) ablation without negative
+sampling, the BCE summed over the labels as equation (1) writes it, and no
+WGAN-gp run from an untrained generator."""
+
+import os
+
+import gin
+import keras
+import numpy as np
+import pytest
+
+from conftest import ROOT, tiny_bindings, train_in_process
+from mltf import losses, methods, models
+from mltf.methods import wgan_gp
+from mltf.training import gin_setup
+from roundtrip import assert_round_trip
+
+C = 4
+
+
+def _bound(config, name):
+    gin_setup.register_all()
+    gin.clear_config()
+    cwd = os.getcwd()
+    os.chdir(ROOT)  # includes are relative to the project root
+    try:
+        gin.parse_config_files_and_bindings([os.path.join("configs", config)], [])
+        return gin.query_parameter(name)
+    finally:
+        os.chdir(cwd)
+        gin.clear_config()
+
+
+def test_ablation_d_has_no_negative_sampling():
+    config = "coco_vgg16_wgangp_unconditional.gin"
+    assert _bound(config, "mltf.build_critic.conditional") is False
+    assert _bound(config, "mltf.build_wgan.negative_sampling") is False
+    assert _bound("coco_vgg16_wgangp.gin", "mltf.build_wgan.negative_sampling") is True
+
+
+@pytest.mark.parametrize("config", ["coco_vgg16_wgangp.gin", "nuswide_resnet101_wgangp.gin",
+                                    "coco_vgg16_wgangp_no_gumbel.gin"])
+def test_paper_wgan_configs_sum_the_bce_over_labels(config):
+    assert _bound(config, "mltf.train.label_reduction") == "sum"
+
+
+def numpy_bce(y, z, smoothing=0.0):
+    y = y * (1 - smoothing) + 0.5 * smoothing
+    return np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))  # elementwise
+
+
+def test_label_summed_bce_is_the_sum_over_labels():
+    y = np.array([[1, 0, 0, 1], [0, 0, 1, 0]], np.float32)
+    z = np.array([[2.0, -1.0, 0.5, -0.3], [0.0, 1.5, -2.0, 0.7]], np.float32)
+    for smoothing in (0.0, 0.2):
+        summed = float(losses.bce.LabelSummedBCE(label_smoothing=smoothing)(y, z))
+        mean = float(keras.losses.BinaryCrossentropy(from_logits=True,
+                                                     label_smoothing=smoothing)(y, z))
+        expected = numpy_bce(y, z, smoothing).sum(axis=1).mean()
+        assert summed == pytest.approx(expected, rel=1e-6)
+        assert summed == pytest.approx(C * mean, rel=1e-6)
+
+
+def _classifier(label_reduction):
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6,))
+    backbone = keras.Model(inputs, keras.layers.Dense(5, name="d")(inputs), name="bb")
+    model = models.MultiLabelClassifier(backbone, C, label_reduction=label_reduction)
+    model.build((None, 6))
+    return model
+
+
+def _data(n):
+    rng = np.random.default_rng(0)
+    return (rng.normal(size=(n, 6)).astype("float32"),
+            (rng.random((n, C)) < 0.4).astype("float32"))
+
+
+def test_a_summing_classifier_trains_on_c_times_the_mean_and_saves_it(tmp_path):
+    x, y = _data(8)
+    logs = {}
+    for reduction in ("mean", "sum"):
+        model = _classifier(reduction)
+        model.compile(optimizer=keras.optimizers.SGD(0.0), xla=False)
+        logs[reduction] = model.train_on_batch(x, y, return_dict=True)["loss"]
+    assert logs["sum"] == pytest.approx(C * logs["mean"], rel=1e-5)
+    loaded = assert_round_trip(model, tmp_path, x)
+    assert loaded.label_reduction == "sum"
+    assert isinstance(loaded.classification_loss, losses.bce.LabelSummedBCE)
+    with pytest.raises(ValueError, match="'mean' or 'sum'"):
+        _classifier("max")
+
+
+def test_the_generator_term_is_alpha_times_the_summed_bce():
+    x, y = _data(14)  # 7 chunks of 2 with n_critic = 2
+    generator = _classifier("sum")
+    critic = wgan_gp.LabelCritic(C, projection_dim=4, hidden_dim=4, depth=1)
+    model = wgan_gp.WGANGPClassifier(generator, critic, wgan_gp.frozen_copy(generator.backbone),
+                                     n_critic=2, alpha=10.0)
+    model.build((None, 6))
+    model.compile(critic_optimizer=keras.optimizers.SGD(0.0),
+                  generator_optimizer=keras.optimizers.SGD(0.0))
+    logits = np.asarray(generator(x[12:], return_logits=True))
+    logs = model.train_on_batch({"images": x, "mismatched_labels": y[::-1]}, y,
+                                return_dict=True)
+    summed = numpy_bce(y[12:], logits).sum(axis=1).mean()
+    assert logs["bce"] == pytest.approx(summed, rel=1e-5)
+    assert logs["generator_loss"] == pytest.approx(logs["adversarial_loss"] + 10 * summed,
+                                                   rel=1e-5)
+
+
+def test_wgan_gp_without_a_trained_generator_stops_with_the_fix(demo_dir, tmp_path):
+    with pytest.raises(methods.SettingsError, match="mltf.train.initial_model .* or "
+                                                    "mltf.train.pretrain_epochs"):
+        train_in_process("demo_wgangp.gin", tmp_path, tiny_bindings(demo_dir, **{
+            "mltf.train.initial_model": None, "mltf.train.xla": False}))
+    assert not os.path.exists(tmp_path / "backup") and not os.listdir(tmp_path)
