@@ -6,7 +6,11 @@ from mltf.methods.base import Method
 
 
 class BCE(Method):
-    """The BCE baseline (no options of its own)."""
+    """The BCE baseline.
+
+    Args:
+      (none: no options of its own; the classifier's are ``mltf.train``'s.)
+    """
 
     name = "bce"
 

@@ -232,7 +232,16 @@ def _evaluate(model, eval_ds, info, tune):
 @dataclasses.dataclass
 class _Fitter:
     """``fit`` with the run's evaluation, NaN guard and kill-safe state, for
-    the main phase and for a method's extra phases (``Run.fit_phase``)."""
+    the main phase and for a method's extra phases (``Run.fit_phase``).
+
+    Args:
+      run: the run being trained.
+      eval_ds: the evaluation dataset (one pass).
+      eval_every: full-set evaluation every this many epochs.
+      backup_keep: committed states kept.
+      steps_per_epoch: fixed steps per epoch, or None for one pass.
+      verbose: Keras's progress output.
+    """
     run: "methods.Run"
     eval_ds: object
     eval_every: int

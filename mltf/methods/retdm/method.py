@@ -51,8 +51,12 @@ class StageSchedule(keras.callbacks.Callback):
 
 
 class RETDM(Method):
-    """Seed 001 (no ``mltf.train`` options of its own: its settings are
-    ``mltf.build_retdm``'s)."""
+    """Seed 001.
+
+    Args:
+      (none: no ``mltf.train`` options of its own; its settings are
+      ``mltf.build_retdm``'s.)
+    """
 
     name = "retdm"
     options = {}
