@@ -19,6 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from mltf.core import optimizers  # noqa: F401  (a saved optimizer's class)
 from mltf.core import steps
 from mltf.losses.bce import LabelSummedBCE
 

@@ -13,6 +13,11 @@ EXTERNALS = (
 
 
 def register_externals() -> None:
+    from mltf.core.optimizers import CoupledDecaySGD
+    try:
+        gin.external_configurable(CoupledDecaySGD, module="mltf.optimizers")
+    except ValueError:
+        pass  # registered already
     for module, names in EXTERNALS:
         obj = keras
         for part in module.split(".")[1:]:
