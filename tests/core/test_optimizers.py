@@ -68,3 +68,19 @@ def test_paper_sgd_configs_use_the_coupled_decay(config, monkeypatch):
     finally:
         gin.clear_config()
     assert optimizer.selector == "mltf.optimizers.CoupledDecaySGD" and decay == 1e-4
+
+
+@pytest.mark.parametrize("config", ["scene_vgg16.gin", "scene_vgg16_retdm.gin",
+                                    "coco_vgg16.gin", "coco_vgg16_retdm.gin"])
+def test_paper_sgd_configs_keep_the_papers_batch_and_rate(config, monkeypatch):
+    """Seed 001: batch 256 at lr 0.1."""
+    monkeypatch.chdir(ROOT)
+    gin_setup.register_all()
+    gin.clear_config()
+    try:
+        gin.parse_config_files_and_bindings([os.path.join("configs", config)], [])
+        batch = gin.query_parameter("pipelines.InputConfig.batch_size")
+        rate = gin.query_parameter("mltf.optimizers.CoupledDecaySGD.learning_rate")
+    finally:
+        gin.clear_config()
+    assert (batch, rate) == (256, 0.1)
