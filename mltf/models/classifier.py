@@ -241,3 +241,29 @@ class MultiLabelClassifier(steps.PrebuiltFit, OneOptimizerCompileConfig, keras.M
             if config.get(key) is not None:
                 config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)
+
+
+def _without_dtypes(config):
+    if isinstance(config, dict):
+        return {k: _without_dtypes(v) for k, v in config.items() if k != "dtype"}
+    if isinstance(config, list):
+        return [_without_dtypes(v) for v in config]
+    return config
+
+
+def in_global_policy(model: MultiLabelClassifier) -> MultiLabelClassifier:
+    """``model`` rebuilt so its layers follow the global dtype policy, with
+    its weights: a classifier saved in float32 loads with its layers' saved
+    float32 policy, so ``mixed_precision`` would silently not reach it. The
+    head stays float32 (it is made so), and so do the logits and the loss.
+    Returns ``model`` itself when every layer already follows the policy."""
+    policy = keras.mixed_precision.global_policy().name
+    if all(layer.dtype_policy.name == policy for layer in model.backbone._flatten_layers()
+           if not isinstance(layer, keras.layers.InputLayer)):
+        return model
+    config = _without_dtypes(keras.saving.serialize_keras_object(model))
+    fresh = keras.saving.deserialize_keras_object(config)
+    if not fresh.built:  # the config's build entry builds it
+        fresh.build(model.backbone.input_shape)
+    fresh.set_weights(model.get_weights())
+    return fresh

@@ -25,7 +25,7 @@ from mltf import backbones, inference, metrics, methods
 from mltf.core import distribute
 from mltf.core import steps as steps_lib
 from mltf.data import schema
-from mltf.models import MultiLabelClassifier
+from mltf.models import MultiLabelClassifier, in_global_policy
 from mltf.training import callbacks as cbs_lib
 from mltf.training import run_state
 from mltf.training.gin_setup import in_scope
@@ -206,7 +206,7 @@ def _classifier(path, run, dropout, label_smoothing):
     if getattr(model, "num_labels", None) != run.info.num_labels:
         raise ValueError(f"{path} predicts {getattr(model, 'num_labels', '?')} "
                          f"labels, the dataset has {run.info.num_labels}")
-    return model
+    return in_global_policy(model)  # mixed precision reaches a float32 file too
 
 
 def _resolve_preprocessing(mode, model, info) -> str:

@@ -169,13 +169,22 @@ class WGANGPClassifier(LabelDependencyModel):
         super().compile(optimizer=None, jit_compile=False, **self.compile_arguments(kwargs))
         if not self.built:
             raise ValueError("build the model before compile")
-        self.critic_optimizer = keras.optimizers.get(critic_optimizer)
-        self.generator_optimizer = keras.optimizers.get(generator_optimizer)
+        self.critic_optimizer = self._loss_scaled(keras.optimizers.get(critic_optimizer))
+        self.generator_optimizer = self._loss_scaled(keras.optimizers.get(generator_optimizer))
         self.critic_optimizer.build(self.critic.trainable_variables)
         self.generator_optimizer.build(self.generator.trainable_variables)
         self.xla = bool(xla)
         self._critic_fn = self._generator_fn = None
         self._features_fn = self._logits_fn = None
+
+    def _loss_scaled(self, optimizer):
+        """Under ``mixed_float16`` a ``LossScaleOptimizer`` (what
+        ``keras.Model.compile`` does for its one optimizer): fp16 gradients
+        do not underflow, and a step with non-finite gradients is skipped."""
+        if (self.dtype_policy.name == "mixed_float16"
+                and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer)):
+            return keras.optimizers.LossScaleOptimizer(optimizer)
+        return optimizer
 
     def get_compile_config(self):
         if getattr(self, "critic_optimizer", None) is None:
@@ -237,7 +246,8 @@ class WGANGPClassifier(LabelDependencyModel):
             # The penalty's own tape is nested inside the critic's tape.
             gp = self.gradient_penalty(y_gen, fake, z_gen, epsilon)
             loss += self.gp_weight * gp
-        grads = tape.gradient(loss, self.critic.trainable_variables)
+            scaled = self.critic_optimizer.scale_loss(loss)
+        grads = tape.gradient(scaled, self.critic.trainable_variables)
         stats = {"critic_loss": steps.unscaled(loss),
                  "d_real": tf.reduce_mean(d_real), "d_generated": tf.reduce_mean(d_gen),
                  "d_mismatched": tf.reduce_mean(d_mis),
