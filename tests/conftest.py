@@ -182,3 +182,54 @@ def coco_tree(root, year="2014"):
     coco_json(root / "annotations" / f"instances_val{year}.json", val,
                [(1, 3, 0)])
     return root
+
+
+# --- tiny feature models ---------------------------------------------------------
+
+
+def tiny_features(n, num_labels, seed=0):
+    """``n`` feature vectors of 6 and multi-hot labels (about 40% on)."""
+    rng = np.random.default_rng(seed)
+    return (rng.normal(size=(n, 6)).astype("float32"),
+            (rng.random((n, num_labels)) < 0.4).astype("float32"))
+
+
+def tiny_classifier(num_labels, activation=None, **kwargs):
+    """A built ``MultiLabelClassifier`` on a one-Dense(5) backbone over 6
+    features (seeded); ``kwargs`` go to the classifier."""
+    import keras
+    from mltf import models
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6,))
+    backbone = keras.Model(inputs, keras.layers.Dense(5, activation=activation, name="d")(inputs),
+                           name="bb")
+    model = models.MultiLabelClassifier(backbone, num_labels, **kwargs)
+    model.build((None, 6))
+    return model
+
+
+def tiny_wgan(generator, n_critic, optimizer, **kwargs):
+    """A compiled WGAN-gp model around ``generator`` with a 4-wide critic of
+    depth 1; ``optimizer()`` makes each of the two optimizers."""
+    from mltf.methods import wgan_gp
+    critic = wgan_gp.LabelCritic(generator.num_labels, projection_dim=4, hidden_dim=4, depth=1)
+    model = wgan_gp.WGANGPClassifier(generator, critic, wgan_gp.frozen_copy(generator.backbone),
+                                     n_critic=n_critic, **kwargs)
+    model.build((None, 6))
+    model.compile(critic_optimizer=optimizer(), generator_optimizer=optimizer())
+    return model
+
+
+def bound_parameters(config, *names):
+    """The values ``configs/<config>`` binds to gin ``names``."""
+    from mltf.training import gin_setup
+    gin_setup.register_all()
+    gin.clear_config()
+    cwd = os.getcwd()
+    os.chdir(ROOT)  # includes are relative to the project root
+    try:
+        gin.parse_config_files_and_bindings([os.path.join("configs", config)], [])
+        return tuple(gin.query_parameter(name) for name in names)
+    finally:
+        os.chdir(cwd)
+        gin.clear_config()

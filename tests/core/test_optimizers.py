@@ -2,16 +2,13 @@
 gradient before momentum), saves and loads with a model, and is what the
 papers' SGD configs use."""
 
-import os
 
-import gin
 import keras
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import bound_parameters
 from mltf.core.optimizers import CoupledDecaySGD
-from mltf.training import gin_setup
 
 
 def torch_sgd_steps(w, grads, lr, momentum, decay):
@@ -57,30 +54,15 @@ def test_refuses_both_decays_and_round_trips_in_a_model(tmp_path):
 
 
 @pytest.mark.parametrize("config", ["coco_vgg16.gin", "scene_vgg16_retdm.gin"])
-def test_paper_sgd_configs_use_the_coupled_decay(config, monkeypatch):
-    monkeypatch.chdir(ROOT)
-    gin_setup.register_all()
-    gin.clear_config()
-    try:
-        gin.parse_config_files_and_bindings([os.path.join("configs", config)], [])
-        optimizer = gin.query_parameter("mltf.train.optimizer")
-        decay = gin.query_parameter("mltf.optimizers.CoupledDecaySGD.coupled_decay")
-    finally:
-        gin.clear_config()
+def test_paper_sgd_configs_use_the_coupled_decay(config):
+    optimizer, decay = bound_parameters(config, "mltf.train.optimizer",
+                                        "mltf.optimizers.CoupledDecaySGD.coupled_decay")
     assert optimizer.selector == "mltf.optimizers.CoupledDecaySGD" and decay == 1e-4
 
 
 @pytest.mark.parametrize("config", ["scene_vgg16.gin", "scene_vgg16_retdm.gin",
                                     "coco_vgg16.gin", "coco_vgg16_retdm.gin"])
-def test_paper_sgd_configs_keep_the_papers_batch_and_rate(config, monkeypatch):
+def test_paper_sgd_configs_keep_the_papers_batch_and_rate(config):
     """Seed 001: batch 256 at lr 0.1."""
-    monkeypatch.chdir(ROOT)
-    gin_setup.register_all()
-    gin.clear_config()
-    try:
-        gin.parse_config_files_and_bindings([os.path.join("configs", config)], [])
-        batch = gin.query_parameter("pipelines.InputConfig.batch_size")
-        rate = gin.query_parameter("mltf.optimizers.CoupledDecaySGD.learning_rate")
-    finally:
-        gin.clear_config()
-    assert (batch, rate) == (256, 0.1)
+    assert bound_parameters(config, "pipelines.InputConfig.batch_size",
+                            "mltf.optimizers.CoupledDecaySGD.learning_rate") == (256, 0.1)

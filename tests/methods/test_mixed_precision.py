@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import pytest
 
+from conftest import tiny_classifier, tiny_features, tiny_wgan
 from mltf import models
-from mltf.methods import wgan_gp
 
 C = 3
 
@@ -21,30 +21,10 @@ def mixed_float16():
         keras.mixed_precision.set_global_policy("float32")
 
 
-def _classifier():
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((6,))
-    backbone = keras.Model(inputs, keras.layers.Dense(5, activation="tanh", name="d")(inputs),
-                           name="bb")
-    model = models.MultiLabelClassifier(backbone, C)
-    model.build((None, 6))
-    return model
-
-
-def _data(n):
-    rng = np.random.default_rng(0)
-    return (rng.normal(size=(n, 6)).astype("float32"),
-            (rng.random((n, C)) < 0.4).astype("float32"))
-
-
 def test_a_wgan_gp_step_under_mixed_float16_scales_both_losses(mixed_float16):
-    generator = _classifier()
-    critic = wgan_gp.LabelCritic(C, projection_dim=4, hidden_dim=4, depth=1)
-    model = wgan_gp.WGANGPClassifier(generator, critic, wgan_gp.frozen_copy(generator.backbone),
-                                     n_critic=1)
-    model.build((None, 6))
-    model.compile(critic_optimizer=keras.optimizers.Adam(1e-3),
-                  generator_optimizer=keras.optimizers.Adam(1e-3))
+    generator = tiny_classifier(C, activation="tanh")
+    model = tiny_wgan(generator, 1, lambda: keras.optimizers.Adam(1e-3))
+    critic = model.critic
     for opt in (model.critic_optimizer, model.generator_optimizer):
         assert isinstance(opt, keras.optimizers.LossScaleOptimizer)
     assert generator.backbone.get_layer("d").compute_dtype == "float16"
@@ -53,7 +33,7 @@ def test_a_wgan_gp_step_under_mixed_float16_scales_both_losses(mixed_float16):
     trained = [w for w in generator.trainable_weights + critic.trainable_weights
                if w is not critic.score.bias]
     before = [w.numpy().copy() for w in trained]
-    x, y = _data(8)  # 4 chunks of 2
+    x, y = tiny_features(8, C)  # 4 chunks of 2
     # Dynamic loss scaling starts at 2^15 and skips (and halves) a step whose
     # fp16 gradients overflow, so a few steps may be skipped at first.
     for _ in range(20):
@@ -70,9 +50,9 @@ def test_a_wgan_gp_step_under_mixed_float16_scales_both_losses(mixed_float16):
 
 def test_a_float32_classifier_file_is_rebuilt_in_the_policy(tmp_path, mixed_float16):
     keras.mixed_precision.set_global_policy("float32")
-    model = _classifier()
+    model = tiny_classifier(C, activation="tanh")
     model.set_thresholds([0.2, 0.5, 0.7])
-    x, _ = _data(4)
+    x, _ = tiny_features(4, C)
     expected = np.asarray(model(x))
     model.save(tmp_path / "m.keras")
     keras.mixed_precision.set_global_policy("mixed_float16")

@@ -4,44 +4,29 @@ WGAN-gp run from an untrained generator."""
 
 import os
 
-import gin
 import keras
 import numpy as np
 import pytest
 
-from conftest import ROOT, tiny_bindings, train_in_process
-from mltf import losses, methods, models
-from mltf.methods import wgan_gp
-from mltf.training import gin_setup
+from conftest import (bound_parameters, tiny_bindings, tiny_classifier, tiny_features,
+                      tiny_wgan, train_in_process)
+from mltf import losses, methods
 from roundtrip import assert_round_trip
 
 C = 4
 
 
-def _bound(config, name):
-    gin_setup.register_all()
-    gin.clear_config()
-    cwd = os.getcwd()
-    os.chdir(ROOT)  # includes are relative to the project root
-    try:
-        gin.parse_config_files_and_bindings([os.path.join("configs", config)], [])
-        return gin.query_parameter(name)
-    finally:
-        os.chdir(cwd)
-        gin.clear_config()
-
-
 def test_ablation_d_has_no_negative_sampling():
     config = "coco_vgg16_wgangp_unconditional.gin"
-    assert _bound(config, "mltf.build_critic.conditional") is False
-    assert _bound(config, "mltf.build_wgan.negative_sampling") is False
-    assert _bound("coco_vgg16_wgangp.gin", "mltf.build_wgan.negative_sampling") is True
+    assert bound_parameters(config, "mltf.build_critic.conditional")[0] is False
+    assert bound_parameters(config, "mltf.build_wgan.negative_sampling")[0] is False
+    assert bound_parameters("coco_vgg16_wgangp.gin", "mltf.build_wgan.negative_sampling")[0] is True
 
 
 @pytest.mark.parametrize("config", ["coco_vgg16_wgangp.gin", "nuswide_resnet101_wgangp.gin",
                                     "coco_vgg16_wgangp_no_gumbel.gin"])
 def test_paper_wgan_configs_sum_the_bce_over_labels(config):
-    assert _bound(config, "mltf.train.label_reduction") == "sum"
+    assert bound_parameters(config, "mltf.train.label_reduction")[0] == "sum"
 
 
 def numpy_bce(y, z, smoothing=0.0):
@@ -61,26 +46,11 @@ def test_label_summed_bce_is_the_sum_over_labels():
         assert summed == pytest.approx(C * mean, rel=1e-6)
 
 
-def _classifier(label_reduction):
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((6,))
-    backbone = keras.Model(inputs, keras.layers.Dense(5, name="d")(inputs), name="bb")
-    model = models.MultiLabelClassifier(backbone, C, label_reduction=label_reduction)
-    model.build((None, 6))
-    return model
-
-
-def _data(n):
-    rng = np.random.default_rng(0)
-    return (rng.normal(size=(n, 6)).astype("float32"),
-            (rng.random((n, C)) < 0.4).astype("float32"))
-
-
 def test_a_summing_classifier_trains_on_c_times_the_mean_and_saves_it(tmp_path):
-    x, y = _data(8)
+    x, y = tiny_features(8, C)
     logs = {}
     for reduction in ("mean", "sum"):
-        model = _classifier(reduction)
+        model = tiny_classifier(C, label_reduction=reduction)
         model.compile(optimizer=keras.optimizers.SGD(0.0), xla=False)
         logs[reduction] = model.train_on_batch(x, y, return_dict=True)["loss"]
     assert logs["sum"] == pytest.approx(C * logs["mean"], rel=1e-5)
@@ -88,18 +58,13 @@ def test_a_summing_classifier_trains_on_c_times_the_mean_and_saves_it(tmp_path):
     assert loaded.label_reduction == "sum"
     assert isinstance(loaded.classification_loss, losses.bce.LabelSummedBCE)
     with pytest.raises(ValueError, match="'mean' or 'sum'"):
-        _classifier("max")
+        tiny_classifier(C, label_reduction="max")
 
 
 def test_the_generator_term_is_alpha_times_the_summed_bce():
-    x, y = _data(14)  # 7 chunks of 2 with n_critic = 2
-    generator = _classifier("sum")
-    critic = wgan_gp.LabelCritic(C, projection_dim=4, hidden_dim=4, depth=1)
-    model = wgan_gp.WGANGPClassifier(generator, critic, wgan_gp.frozen_copy(generator.backbone),
-                                     n_critic=2, alpha=10.0)
-    model.build((None, 6))
-    model.compile(critic_optimizer=keras.optimizers.SGD(0.0),
-                  generator_optimizer=keras.optimizers.SGD(0.0))
+    x, y = tiny_features(14, C)  # 7 chunks of 2 with n_critic = 2
+    generator = tiny_classifier(C, label_reduction="sum")
+    model = tiny_wgan(generator, 2, lambda: keras.optimizers.SGD(0.0), alpha=10.0)
     logits = np.asarray(generator(x[12:], return_logits=True))
     logs = model.train_on_batch({"images": x, "mismatched_labels": y[::-1]}, y,
                                 return_dict=True)

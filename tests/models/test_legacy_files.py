@@ -3,6 +3,7 @@
 tests/fixtures/legacy/make_legacy.py) load with today's code and give the
 outputs they gave then."""
 
+import importlib.util
 import json
 import os
 
@@ -26,7 +27,11 @@ def expected():
 
 @pytest.fixture(scope="module")
 def inputs():
-    return dict(np.load(os.path.join(LEGACY, "inputs.npz")))
+    spec = importlib.util.spec_from_file_location(
+        "legacy_inputs", os.path.join(LEGACY, "legacy_inputs.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return {"images": module.images(), "features": module.features()}
 
 
 def _load(name):

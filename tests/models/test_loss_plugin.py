@@ -7,8 +7,8 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import tiny_bindings, train_in_process
-from mltf import models, wgan
+from conftest import tiny_bindings, tiny_classifier, tiny_features, tiny_wgan, train_in_process
+from mltf import models
 from roundtrip import assert_round_trip
 
 C = 3
@@ -42,24 +42,9 @@ def numpy_weighted_bce(y, z, w):
     return float(np.mean(-(w * y * log_p + (1 - y) * log_q)))
 
 
-def _classifier(loss, input_dim=6):
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((input_dim,))
-    backbone = keras.Model(inputs, keras.layers.Dense(5, name="d")(inputs), name="bb")
-    model = models.MultiLabelClassifier(backbone, C, loss=loss)
-    model.build((None, input_dim))
-    return model
-
-
-def _data(n=8):
-    rng = np.random.default_rng(0)
-    return (rng.normal(size=(n, 6)).astype("float32"),
-            (rng.random((n, C)) < 0.4).astype("float32"))
-
-
 def test_bce_training_uses_the_loss_and_it_is_saved(tmp_path):
-    x, y = _data()
-    model = _classifier(PositiveWeightedBCE(2.5))
+    x, y = tiny_features(8, C)
+    model = tiny_classifier(C, loss=PositiveWeightedBCE(2.5))
     model.compile(optimizer=keras.optimizers.SGD(0.0), xla=False)
     logits = np.asarray(model(x, return_logits=True))
     logs = model.train_on_batch(x, y, return_dict=True)
@@ -74,14 +59,9 @@ def test_bce_training_uses_the_loss_and_it_is_saved(tmp_path):
 
 
 def test_the_wgan_generator_update_uses_the_classifiers_loss():
-    x, y = _data(14)  # 7 chunks of 2 (n_critic = 2)
-    generator = _classifier(PositiveWeightedBCE(4.0))
-    critic = wgan.LabelCritic(C, projection_dim=4, hidden_dim=4, depth=1)
-    model = wgan.WGANGPClassifier(generator, critic, wgan.frozen_copy(generator.backbone),
-                                  n_critic=2)
-    model.build((None, 6))
-    model.compile(critic_optimizer=keras.optimizers.SGD(0.0),
-                  generator_optimizer=keras.optimizers.SGD(0.0))
+    x, y = tiny_features(14, C)  # 7 chunks of 2 (n_critic = 2)
+    generator = tiny_classifier(C, loss=PositiveWeightedBCE(4.0))
+    model = tiny_wgan(generator, 2, lambda: keras.optimizers.SGD(0.0))
     last = slice(12, 14)  # the generator's chunk
     logits = np.asarray(generator(x[last], training=True, return_logits=True))
     logs = model.train_on_batch({"images": x, "mismatched_labels": y[::-1]}, y,
