@@ -37,7 +37,10 @@ key                    value
                        (counts ``num_examples``, ``num_labels``,
                        ``num_labels_with_positives``,
                        ``num_examples_with_labels``; ``CP CR CF1 OP OR OF1``
-                       and their ``_top3`` variants; ``mAP``,
+                       and their ``_top3`` variants; the set metrics
+                       ``example_P example_R example_F1 subset_accuracy
+                       jaccard labels_per_image_pred
+                       labels_per_image_true``; ``mAP``,
                        ``hamming_loss``, ``ranking_loss``, ``one_error``,
                        ``coverage``, ``avg_precision``), meanings and
                        conventions in the ``mltf.metrics`` docstring

@@ -35,6 +35,19 @@ key                                       meaning
                                           (each still has to pass the threshold)
 ``OP_top3``, ``OR_top3``, ``OF1_top3``    ``OP``, ``OR``, ``OF1`` with the same top-3
                                           predictions
+``example_P``, ``example_R``              example-based precision / recall at the
+                                          threshold: per image ``|T∩P| / |P|`` and
+                                          ``|T∩P| / |T|`` (T the true, P the predicted
+                                          label set), averaged over the N images
+``example_F1``                            mean over images of the per-image F1
+                                          ``2|T∩P| / (|T|+|P|)`` (sklearn's ``samples``
+                                          F1; not the F1 of the two means)
+``subset_accuracy``                       fraction of images whose predicted set equals
+                                          the true set exactly
+``jaccard``                               mean over images of ``|T∩P| / |T∪P|``
+``labels_per_image_pred``                 mean ``|P|``, labels predicted per image (a
+                                          count, not a fraction)
+``labels_per_image_true``                 mean ``|T|``, true labels per image
 ``mAP``                                   mean over the classes with a positive of the
                                           per-class non-interpolated average precision
                                           (sklearn's ``average_precision_score``)
@@ -54,8 +67,10 @@ key                                       meaning
 ========================================  ==================================================
 
 Metric values are fractions in [0, 1] (not percent), except ``coverage``, a
-number of labels in [0, C-1]; precision, recall, F1, ``mAP`` and
-``avg_precision`` are better higher, the other four lower.
+number of labels in [0, C-1], and the two ``labels_per_image_*``, numbers of
+labels in [0, C]; precision, recall, F1, ``subset_accuracy``, ``jaccard``,
+``mAP`` and ``avg_precision`` are better higher, ``hamming_loss``,
+``ranking_loss``, ``one_error`` and ``coverage`` lower.
 
 The last five are the criteria of the RETDM paper (MULAN's names: Hamming
 loss, ranking loss, one-error, coverage, average precision).
@@ -71,6 +86,12 @@ Conventions (each chosen for a reason given in the function's docstring):
   the C-P / C-R averages over all C classes (ML-GCN divides by ``n_class``).
   O-P is 0 when nothing is predicted, O-R is 0 when there is no positive,
   any F1 is 0 when precision + recall is 0.
+* **Empty label sets** (set metrics): an image whose true and predicted
+  sets are both empty is a perfect answer (its P = R = F1 = Jaccard = 1, and
+  an exact match); an image with exactly one empty set, an empty prediction
+  for a non-empty truth or a non-empty prediction for an empty truth, has
+  P = R = F1 = Jaccard = 0. (scikit-learn's ``zero_division=1`` agrees on
+  the first kind, ``zero_division=0`` on the second.)
 * **Top-3**: the 3 highest scores of each image; a tie at the cut is broken
   towards the lower label index (stable sort), so at most 3 labels per image
   are ever predicted. With C <= 3 it equals the plain threshold metrics.
@@ -94,13 +115,16 @@ Inputs are validated (2-D, equal shapes, at least one image and one label,
 
 Layout: ``validation`` (the input checks), ``thresholds`` (``binarize``, C-/O-
 precision, recall, F1, per-class numbers, Hamming loss), ``ranking`` (AP,
-mAP and the per-image ranking criteria), ``tuning`` (``tune_thresholds``),
+mAP and the per-image ranking criteria), ``sets`` (example-based P / R /
+F1, subset accuracy, Jaccard), ``tuning`` (``tune_thresholds``),
 ``report`` (``compute_all``, ``format_table``). Import from ``mltf.metrics``.
 """
 
 from mltf.metrics.ranking import (average_precision, coverage, label_ranking_average_precision,
                                   mean_average_precision, one_error, ranking_loss)
 from mltf.metrics.report import RESULT_KEYS, TOP_K, compute_all, format_table
+from mltf.metrics.sets import (SET_KEYS, example_precision_recall_f1, jaccard_index, set_metrics,
+                               subset_accuracy)
 from mltf.metrics.thresholds import (DEFAULT_THRESHOLD, binarize, hamming_loss, per_class_metrics,
                                      precision_recall_f1)
 from mltf.metrics.tuning import tune_thresholds
@@ -109,12 +133,17 @@ __all__ = [
     "DEFAULT_THRESHOLD",
     "TOP_K",
     "RESULT_KEYS",
+    "SET_KEYS",
     "binarize",
     "precision_recall_f1",
     "per_class_metrics",
     "average_precision",
     "mean_average_precision",
     "hamming_loss",
+    "set_metrics",
+    "example_precision_recall_f1",
+    "subset_accuracy",
+    "jaccard_index",
     "ranking_loss",
     "one_error",
     "coverage",

@@ -5,17 +5,21 @@ its table for stdout (``format_table``)."""
 import math
 
 from mltf.metrics.ranking import _average_precision, _example_based, _nan_mean
+from mltf.metrics.sets import SET_KEYS, _set_metrics
 from mltf.metrics.thresholds import (_PRF_KEYS, DEFAULT_THRESHOLD, _binarize, _counts, _hamming,
                                      _prf_from_counts, _top_k_mask)
 from mltf.metrics.validation import _check_inputs, _check_threshold
 
 TOP_K = 3
 
+_SET_COLUMNS = ("ex-P", "ex-R", "ex-F1", "subset", "Jaccard")
+
 RESULT_KEYS = (
     ("num_examples", "num_labels", "num_labels_with_positives",
      "num_examples_with_labels")
     + _PRF_KEYS
     + tuple(f"{k}_top{TOP_K}" for k in _PRF_KEYS)
+    + SET_KEYS
     + ("mAP", "hamming_loss", "ranking_loss", "one_error", "coverage",
        "avg_precision")
 )
@@ -26,8 +30,8 @@ def compute_all(y_true, scores, threshold=DEFAULT_THRESHOLD) -> dict:
     documented in the ``mltf.metrics`` docstring (keys in ``RESULT_KEYS`` order).
 
     ``threshold`` (scalar or per-class ``[C]``) applies to the C-/O- metrics,
-    their top-3 variants and the Hamming loss; mAP and the ranking criteria
-    use the scores only.
+    their top-3 variants, the set metrics and the Hamming loss; mAP and the
+    ranking criteria use the scores only.
     """
     y, s = _check_inputs(y_true, scores)
     n, c = s.shape
@@ -42,6 +46,7 @@ def compute_all(y_true, scores, threshold=DEFAULT_THRESHOLD) -> dict:
     res.update(_prf_from_counts(*_counts(y, pred)))
     res.update({f"{k}_top{TOP_K}": v
                 for k, v in _prf_from_counts(*_counts(y, pred_top)).items()})
+    res.update(_set_metrics(y, pred))
     res.update({"mAP": _nan_mean(ap),
                 "hamming_loss": _hamming(y, pred),
                 "ranking_loss": float(ex["rl"].mean()),
@@ -62,9 +67,9 @@ def _fmt(results, key, percent):
 def format_table(results: dict) -> str:
     """A human-readable table of a ``compute_all`` dict, for stdout.
 
-    Threshold metrics, their top-3 variant and mAP in percent (as in the
-    papers' tables); the RETDM/MULAN criteria as raw numbers. Missing keys
-    and NaN print as ``n/a``.
+    Threshold metrics, their top-3 variant, the set metrics and mAP in
+    percent (as in the papers' tables); labels per image and the RETDM/MULAN
+    criteria as raw numbers. Missing keys and NaN print as ``n/a``.
     """
     cols = ["C-P", "C-R", "C-F1", "O-P", "O-R", "O-F1"]
     width = 8
@@ -82,6 +87,12 @@ def format_table(results: dict) -> str:
              f"Top-{TOP_K} metrics (%), at most {TOP_K} labels per image",
              head,
              row(f"top-{TOP_K}", [f"{k}_top{TOP_K}" for k in _PRF_KEYS]),
+             "Set metrics (%), per image then averaged over images",
+             f"  {'':<18}" + "".join(f"{h:>{width}}" for h in _SET_COLUMNS),
+             row("label sets", SET_KEYS[:5]),
+             f"  {'labels per image':<18}"
+             f"{_fmt(results, 'labels_per_image_pred', False):>{width}} predicted, "
+             f"{_fmt(results, 'labels_per_image_true', False)} true",
              "Ranking criteria (RETDM / MULAN)"]
     for key, label, better in (("hamming_loss", "hamming loss", "lower"),
                                ("ranking_loss", "ranking loss", "lower"),

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from absl import flags
+from sklearn import metrics as sk_metrics
 
 from conftest import read_records, write_corrupt, write_image
 from mltf import backbones, evaluate, export, inference, metrics, models, predict
@@ -180,7 +181,8 @@ def test_evaluate_cli_matches_independent_metrics(env, tmp_path):
     proc = run_module(["mltf.evaluate", f"--model={run}", f"--data_dir={env['data_dir']}",
                        "--batch_size=5"])
     assert proc.returncode == 0, proc.stderr
-    assert "mAP" in proc.stdout and "C-F1" in proc.stdout  # format_table
+    for part in ("mAP", "C-F1", "Set metrics (%)", "ex-F1", "labels per image"):
+        assert part in proc.stdout, part  # format_table
     with open(run / "eval_val.json") as f:
         report = json.load(f)
     assert list(report)[:4] == ["model", "data_dir", "split", "thresholds_used"]
@@ -189,6 +191,9 @@ def test_evaluate_cli_matches_independent_metrics(env, tmp_path):
     assert report["image_size"] == [SIZE, SIZE] and report["preprocessing"] == "unit"
     y, s = val_truth(env["data_dir"], env["model"])
     assert_metrics_equal(report["metrics"], metrics.compute_all(y, s))
+    # sklearn's multi-label accuracy is the exact match of the label sets.
+    assert report["metrics"]["subset_accuracy"] == pytest.approx(
+        sk_metrics.accuracy_score(y, s >= 0.5))
     per = metrics.per_class_metrics(y, s)
     assert list(report["per_class"]) == LABELS
     for j, name in enumerate(LABELS):

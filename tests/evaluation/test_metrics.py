@@ -438,7 +438,9 @@ def test_compute_all_keys_types_and_json():
     assert set(M.RESULT_KEYS) >= {
         "CP", "CR", "CF1", "OP", "OR", "OF1", "CP_top3", "CR_top3", "CF1_top3",
         "OP_top3", "OR_top3", "OF1_top3", "mAP", "hamming_loss", "ranking_loss",
-        "one_error", "coverage", "avg_precision", "num_examples", "num_labels"}
+        "one_error", "coverage", "avg_precision", "num_examples", "num_labels",
+        "example_P", "example_R", "example_F1", "subset_accuracy", "jaccard",
+        "labels_per_image_pred", "labels_per_image_true"}
     for k, v in res.items():
         assert type(v) is (int if k.startswith("num_") else float), k
     assert json.loads(json.dumps(res, allow_nan=False)) == res
@@ -452,13 +454,18 @@ def test_compute_all_keys_types_and_json():
     assert res["avg_precision"] == M.label_ranking_average_precision(y, s)
     assert res["mAP"] == M.mean_average_precision(y, s)
     assert res["hamming_loss"] == M.hamming_loss(y, s)
+    assert {k: res[k] for k in M.SET_KEYS} == M.set_metrics(y, s)
 
 
 def test_format_table():
     text = M.format_table(M.compute_all(Y, S))
+    # Set metrics of test_set_metrics' hand example: ex-F1 13/21, Jaccard
+    # 17/36, labels per image 8/3 predicted and 7/3 true.
     for part in ("Threshold metrics", "Top-3", "Ranking criteria", "mAP",
                  "C-F1", "O-F1", "hamming loss", "one-error", "coverage",
-                 "70.59", "45.45", "87.50", "2.6667", "0.7593", "3 images, 4 labels"):
+                 "70.59", "45.45", "87.50", "2.6667", "0.7593", "3 images, 4 labels",
+                 "Set metrics (%)", "ex-F1", "Jaccard", "61.90", "47.22",
+                 "2.6667 predicted, 2.3333 true"):
         assert part in text, part
     text = M.format_table(M.compute_all(np.zeros((2, 3)), np.ones((2, 3)) * 0.2))
     assert "n/a" in text
@@ -490,7 +497,8 @@ def test_validation_errors(y, s, match):
     for fn in (M.compute_all, M.precision_recall_f1, M.average_precision,
                M.mean_average_precision, M.hamming_loss, M.ranking_loss,
                M.one_error, M.coverage, M.label_ranking_average_precision,
-               M.tune_thresholds, M.per_class_metrics):
+               M.tune_thresholds, M.per_class_metrics, M.set_metrics,
+               M.example_precision_recall_f1, M.subset_accuracy, M.jaccard_index):
         with pytest.raises(ValueError, match=match):
             fn(y, s)
 
