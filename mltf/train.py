@@ -25,7 +25,11 @@ The run folder (``--model_dir``, default ``runs/<config name>``) receives:
   the same command resumes at the start of the epoch it was in;
 - ``model.keras``: the final model, with per-class thresholds tuned on the
   evaluation split when ``tune_thresholds``;
-- ``metrics.json``: the final evaluation (keys: ``mltf.metrics``).
+- ``metrics.json``: the final evaluation of ``model.keras`` on the
+  evaluation split: ``metrics`` at threshold 0.5 and, when
+  ``tune_thresholds``, ``metrics_tuned`` at the per-class ``thresholds``
+  (both ``mltf.metrics.compute_all`` dicts; ``metrics_tuned`` is optimistic,
+  its thresholds were tuned on that same split).
 
 Under MultiWorkerMirroredStrategy (``TF_CONFIG``) only the chief writes the
 run folder; the other workers write into temporary folders of their own.

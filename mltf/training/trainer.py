@@ -67,8 +67,10 @@ def train(model_dir: str, epochs: int = 10, steps_per_epoch: Optional[int] = Non
         resumes at the start of the epoch it was in (``run_state``).
       callbacks: extra Keras callbacks (``ReduceLROnPlateau`` can monitor
         ``val_loss``: the full-set evaluation logs it).
-      tune_thresholds: tune per-class F1 thresholds on the evaluation split
-        and save them with ``model.keras``.
+      tune_thresholds: tune per-class F1 thresholds on the evaluation split,
+        save them with ``model.keras`` and report the metrics at them as
+        ``metrics_tuned`` in ``metrics.json`` (optimistic: tuned on the split
+        they are scored on).
       seed: seed of Keras's initialisers and dropout.
       verbose: Keras's progress output (``"auto"``: a bar on a terminal).
       method: a name in ``mltf.methods.REGISTRY`` (``"bce"``, ``"wgan_gp"``:
@@ -100,8 +102,9 @@ def train(model_dir: str, epochs: int = 10, steps_per_epoch: Optional[int] = Non
     run.train_config = plugin.adapt_input(run, fit_model, train_cfg)
     state, train_seconds = fit.main(fit_model, epochs, plugin.callbacks(run, fit_model),
                                     checkpoint_metric)
-    results, thresholds = _evaluate(model, eval_ds, info, tune_thresholds)
+    results, thresholds, tuned = _evaluate(model, eval_ds, info, tune_thresholds)
     report = {"split": eval_cfg.split, "data_dir": eval_cfg.data_dir, "metrics": results,
+              **({"metrics_tuned": tuned} if tuned is not None else {}),
               "thresholds": [float(t) for t in thresholds], "label_names": info.label_names,
               "epochs": len(state.rows), "train_seconds": round(train_seconds, 1),
               "replicas": strategy_obj.num_replicas_in_sync,
@@ -167,6 +170,12 @@ def _finish(run, run_dir, model, report, state):
           f"(split {report['split']!r} of {report['data_dir']}; threshold 0.5; "
           f"training {report['train_seconds']:.0f} s; run folder {run_dir}"
           f"{'' if run.chief else ', written by the chief'})")
+    tuned = report.get("metrics_tuned")
+    if tuned is not None:
+        print("At the per-class thresholds tuned on this split (optimistic, in metrics_tuned): "
+              + ", ".join(f"{name} {100 * tuned[key]:.2f}" for key, name in (
+                  ("CF1", "C-F1"), ("OF1", "O-F1"), ("example_F1", "example-F1"),
+                  ("subset_accuracy", "subset accuracy"), ("jaccard", "Jaccard"))))
 
 
 def _worker_dir(strategy) -> str:
@@ -220,13 +229,24 @@ def _resolve_preprocessing(mode, model, info) -> str:
 
 
 def _evaluate(model, eval_ds, info, tune):
+    """(``compute_all`` at 0.5, the thresholds, ``compute_all`` at the tuned
+    thresholds or None when not ``tune``).
+
+    The tuned thresholds are tuned on this same evaluation split, so the
+    last dict is optimistic: it says what the saved model's own thresholds
+    do here, not what they would do on unseen images.
+    """
     y, s = inference.predict_dataset(model, eval_ds)
     results = metrics.compute_all(y, s)
     thresholds = np.full(info.num_labels, 0.5, np.float32)
-    if tune:
-        thresholds = metrics.tune_thresholds(y, s)
-        model.set_thresholds(thresholds)
-    return results, thresholds
+    if not tune:
+        return results, thresholds, None
+    thresholds = metrics.tune_thresholds(y, s)
+    model.set_thresholds(thresholds)
+    # The model's float32 copy, so the numbers are those of
+    # ``mltf.evaluate --thresholds=model``.
+    saved = keras.ops.convert_to_numpy(model.thresholds)
+    return results, thresholds, metrics.compute_all(y, s, threshold=saved)
 
 
 @dataclasses.dataclass

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, tiny_bindings, train_in_process
+from test_run_state import event_scalars
 from mltf.data import sources, writer
 from mltf.data.sources import SourceOptions
 
@@ -43,10 +44,16 @@ def test_train_writes_a_complete_run_folder(demo_dir, tmp_path):
     assert "train.epochs = 2" in (tmp_path / "operative_config.gin").read_text()
     report = json.loads((tmp_path / "metrics.json").read_text())
     assert set(report["metrics"]) == set(metrics.RESULT_KEYS)
+    assert set(report["metrics_tuned"]) == set(metrics.RESULT_KEYS)
     assert report["metrics"] == pytest.approx(results, nan_ok=True)
     rows = list(csv.DictReader(open(tmp_path / "training_log.csv")))
     assert [r["epoch"] for r in rows] == ["0", "1"]
-    assert {"loss", "val_mAP", "val_CF1", "val_loss", "learning_rate"} <= set(rows[0])
+    set_keys = {"example_P", "example_R", "example_F1", "subset_accuracy", "jaccard",
+                "labels_per_image_pred", "labels_per_image_true"}
+    assert {"loss", "val_mAP", "val_CF1", "val_loss", "learning_rate",
+            *(f"val_{k}" for k in set_keys)} <= set(rows[0])
+    tags = event_scalars(tmp_path / "tensorboard")
+    assert {f"validation/epoch_{k}" for k in set_keys} <= set(tags)
     # The saved model reproduces the reported metrics (independent recomputation).
     model = keras.models.load_model(tmp_path / "model.keras")
     from mltf.inference import predict_dataset
@@ -56,6 +63,14 @@ def test_train_writes_a_complete_run_folder(demo_dir, tmp_path):
     y, s = predict_dataset(model, ds)
     assert metrics.compute_all(y, s)["mAP"] == pytest.approx(results["mAP"], abs=1e-6)
     np.testing.assert_allclose(model.thresholds.numpy(), report["thresholds"])
+    # metrics_tuned is what the saved thresholds give, and the set metrics
+    # follow the thresholds (0.5 and tuned give different sets here).
+    pred = s >= model.thresholds.numpy()
+    assert (pred != (s >= 0.5)).any()
+    assert report["metrics_tuned"] == pytest.approx(
+        metrics.compute_all(y, s, threshold=model.thresholds.numpy()), nan_ok=True, abs=1e-6)
+    assert report["metrics_tuned"]["subset_accuracy"] == pytest.approx(
+        float((pred == y.astype(bool)).all(axis=1).mean()), abs=1e-6)
     events = [f for _, _, fs in os.walk(tmp_path / "tensorboard") for f in fs
               if f.startswith("events")]
     assert events
