@@ -1,6 +1,8 @@
 """vgg16_fc, the papers' VGG-16 (fc6/fc7 kept): its layers, dropout, and keras'
 include_top ImageNet file mapped by layer name (a 32 px stand-in of it)."""
 
+import glob
+import os
 import shutil
 
 import gin
@@ -11,6 +13,7 @@ import pytest
 from keras.src.legacy.saving.legacy_h5_format import load_attributes_from_hdf5_group
 from keras.src.utils import file_utils  # what mltf.backbones.vgg calls
 
+from conftest import ROOT, bound_parameters
 from mltf import backbones
 from mltf.backbones import build_backbone
 from test_backbones import features, random_inputs, write_legacy_h5
@@ -166,3 +169,20 @@ def test_save_and_load_model(tmp_path):
     np.testing.assert_allclose(features(loaded, x), features(backbone, x),
                                rtol=1e-5, atol=1e-6)
 
+
+VGG16_CONFIGS = sorted(os.path.basename(p) for p in
+                       glob.glob(os.path.join(ROOT, "configs", "*vgg16*.gin")))
+
+
+@pytest.mark.parametrize("config", VGG16_CONFIGS)
+def test_vgg16_paper_configs_use_the_full_vgg16(config):
+    """Every *vgg16* config (with its _wgangp/_retdm siblings) reads VGG-16 as
+    the papers do; RETDM's Phi_cnn resizes fc7 to 512 instead of adding a layer."""
+    assert bound_parameters(config, "mltf.build_backbone.name") == ("vgg16_fc",)
+    if "retdm" in config:
+        assert bound_parameters(config, "mltf.build_backbone.fc7_units") == (512,)
+        with pytest.raises(ValueError, match="embedding_dim"):
+            bound_parameters(config, "mltf.build_backbone.embedding_dim")
+    else:
+        with pytest.raises(ValueError, match="fc7_units"):
+            bound_parameters(config, "mltf.build_backbone.fc7_units")
