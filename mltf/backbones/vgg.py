@@ -1,14 +1,15 @@
 """``vgg16_fc``: the papers' VGG-16, with fc6 and fc7 and without the
 1000-way layer.
 
-Both seeds use VGG-16 as torchvision builds it: five conv blocks, then
-Flatten, fc6 and fc7 (4096 units, ReLU, each followed by Dropout(0.5)), then
-the ImageNet classifier, which they drop. Seed 001's Phi_cnn (eq. 2) also
-"changed the number of hidden units of the second fully-connected layer to
-512": ``fc7_units=512``. keras' own VGG16 top has no dropout (``dropout=0``
-gives it). The layers keep keras' names (``block1_conv1`` ... ``block5_conv3``,
-``flatten``, ``fc1``, ``fc2``), so keras' include_top ImageNet file maps onto
-them by name.
+VGG-16 as trained on ImageNet (and as torchvision builds it; seed 001 is
+PyTorch code): five conv blocks, then Flatten, fc6 and fc7 (4096 units, ReLU,
+each followed by Dropout(0.5)), then the 1000-way classifier, which both
+papers drop. Neither paper mentions the dropout; keeping it is our reading.
+Seed 001's Phi_cnn (eq. 2) also "changed the number of hidden units of the
+second fully-connected layer to 512": ``fc7_units=512``. keras' own VGG16 top
+has no dropout (``dropout=0`` gives it). The layers keep keras' names
+(``block1_conv1`` ... ``block5_conv3``, ``flatten``, ``fc1``, ``fc2``), so
+keras' include_top ImageNet file maps onto them by name.
 
 fc6 sees the flattened conv5 map, so the input size is fixed, and the ImageNet
 fc6 weights (a 7x7x512 = 25088-row kernel) fit only 224x224 inputs.
