@@ -9,6 +9,8 @@ role:
   ``preprocessing_mode``, weights loading and ``WeightsUnavailableError``.
 - ``applications``: the keras.applications families (VGG-16, ResNet,
   Inception v3, MobileNetV3-Small, EfficientNet-B0).
+- ``vgg``: ``vgg16_fc``, the papers' VGG-16 with fc6/fc7 and keras'
+  include_top ImageNet file mapped by layer name.
 - ``small``: ``small_cnn`` and ``mlp``, for CPU work.
 - ``efficientnet_lite`` (the architecture) and ``lite`` (its registration).
 - ``weights``: the keras cache folder, the numpy ``.pth`` reader and the
@@ -19,7 +21,7 @@ Importing this package registers every built-in backbone, and with it each
 backbone's name as an input-pipeline preprocessing alias.
 """
 
-from mltf.backbones import applications, lite, small  # noqa: F401 (register)
+from mltf.backbones import applications, lite, small, vgg  # noqa: F401 (register)
 from mltf.backbones.registry import (BACKBONES, INPUT_FEATURES, INPUT_IMAGE,
                                      BackboneSpec, WeightsUnavailableError,
                                      build_backbone, imagenet_weights_path,

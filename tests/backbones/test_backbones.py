@@ -18,6 +18,7 @@ from pipelines import preprocessing
 # preprocess_input of its family; none where the model rescales inside).
 BACKBONE_MODES = {
     "vgg16": "caffe",
+    "vgg16_fc": "caffe",
     "resnet50": "caffe",
     "resnet101": "caffe",
     "resnet152": "caffe",
@@ -36,6 +37,7 @@ NUM_LABELS = 3
 # name -> (smallest input shape, feature_dim with the default options)
 FAMILIES = {
     "vgg16": ((32, 32, 3), 512),
+    "vgg16_fc": ((32, 32, 3), 4096),
     "resnet50": ((32, 32, 3), 2048),
     "resnet101": ((32, 32, 3), 2048),
     "resnet152": ((32, 32, 3), 2048),
@@ -57,6 +59,9 @@ NOTOP_FILES = {
     "mobilenet_v3_small": "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5",
     "efficientnet_b0": "efficientnetb0_notop.h5",
 }
+# vgg16_fc keeps fc6/fc7: keras' include_top file (its 1000-way layer unused).
+IMAGENET_FILES = dict(NOTOP_FILES,
+                      vgg16_fc="vgg16_weights_tf_dim_ordering_tf_kernels.h5")
 
 
 @pytest.fixture(autouse=True)
@@ -212,7 +217,7 @@ def test_frozen_backbone_does_not_change(name):
                               model.get_layer("head").weights[0].numpy())
 
 
-@pytest.mark.parametrize("name", sorted(NOTOP_FILES))
+@pytest.mark.parametrize("name", sorted(IMAGENET_FILES))
 def test_offline_imagenet_names_the_file_to_place(name, monkeypatch):
     requested = []
 
@@ -225,14 +230,14 @@ def test_offline_imagenet_names_the_file_to_place(name, monkeypatch):
     input_shape, _ = FAMILIES[name]
     with pytest.raises(backbones.WeightsUnavailableError) as info:
         build_backbone(name, input_shape, weights="imagenet")
-    assert requested == [(NOTOP_FILES[name], "models")]  # what keras wants
+    assert requested == [(IMAGENET_FILES[name], "models")]  # what keras wants
     message = str(info.value)
     keras_home = os.environ.get("KERAS_HOME",
                                 os.path.join(os.path.expanduser("~"), ".keras"))
-    expected = os.path.join(keras_home, "models", NOTOP_FILES[name])
+    expected = os.path.join(keras_home, "models", IMAGENET_FILES[name])
     assert backbones.imagenet_weights_path(name) == expected
     assert expected in message
-    assert f"weights='/path/to/{NOTOP_FILES[name]}'" in message
+    assert f"weights='/path/to/{IMAGENET_FILES[name]}'" in message
     assert "URL fetch failure" in message
     assert isinstance(info.value, RuntimeError)
 

@@ -126,7 +126,11 @@ def test_coco_vgg16_config_runs_on_a_tiny_coco_tree(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert report["label_names"] == data.label_names
-    assert "vgg16" in (tmp_path / "run" / "operative_config.gin").read_text()
+    assert "build_backbone.name = 'vgg16_fc'" in (
+        tmp_path / "run" / "operative_config.gin").read_text()
+    backbone = keras.models.load_model(tmp_path / "run" / "model.keras").backbone
+    assert backbone.name == "vgg16_fc"  # the papers' VGG-16: fc6 and fc7 of 4096
+    assert [backbone.get_layer(n).units for n in ("fc1", "fc2")] == [4096, 4096]
     # Table 1's WGAN-gp config, from that BCE generator.
     proc = run_train(["--config=configs/coco_vgg16_wgangp.gin",
                       f"--model_dir={tmp_path / 'gan'}",
@@ -269,8 +273,9 @@ def test_retdm_refuses_pretrain_epochs(demo_dir, tmp_path):
     "coco_vgg16_retdm.gin", "coco_vgg16_retdm_one_way.gin",
     "scene_vgg16_retdm.gin", "mirflickr_vgg16_retdm.gin"])
 def test_vgg16_retdm_paper_configs_run_on_a_tiny_coco_tree(config, tmp_path):
-    """The paper's RETDM configs as written (VGG-16, Phi_cnn at 512, SGD and
-    its plateau schedule), on tiny COCO records with random weights."""
+    """The paper's RETDM configs as written (VGG-16, Phi_cnn = fc6 and fc7
+    resized to 512, SGD and its plateau schedule), on tiny COCO records with
+    random weights."""
     from conftest import coco_tree
     root = tmp_path / "coco"
     coco_tree(root)
@@ -296,8 +301,10 @@ def test_vgg16_retdm_paper_configs_run_on_a_tiny_coco_tree(config, tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "run" / "training_log.csv")))
     assert [float(r["retdm_stage"]) for r in rows] == [1.0, 2.0, 3.0]
     model = keras.models.load_model(tmp_path / "run" / "model.keras")
-    assert model.backbone.name == "vgg16"
-    assert model.backbone.output.shape[-1] == 512  # Phi_cnn's layer
+    assert model.backbone.name == "vgg16_fc"
+    assert model.backbone.output.shape[-1] == 512  # Phi_cnn's layer: fc7 itself
+    assert [model.backbone.get_layer(n).units for n in ("fc1", "fc2")] == [4096, 512]
+    assert not any(layer.name == "embedding" for layer in model.backbone.layers)
 
 
 def test_checkpoint_mode_minimises_losses_and_ranking_errors():
