@@ -139,7 +139,7 @@ def _data(n=48, seed=0):
     return x, y
 
 
-def _tiny(labels, backbone="mlp", seed=1, optimizer=None, **kwargs):
+def _tiny(labels, backbone="mlp", seed=1, optimizer=None, label_reduction="mean", **kwargs):
     from mltf import backbones, models
     keras.utils.set_random_seed(seed)
     if backbone == "mlp":
@@ -150,7 +150,7 @@ def _tiny(labels, backbone="mlp", seed=1, optimizer=None, **kwargs):
         b = backbones.build_backbone("small_cnn", (16, 16, 3), widths=(4,),
                                      embedding_dim=5)
         shape = (None, 16, 16, 3)
-    clf = models.MultiLabelClassifier(b, C)
+    clf = models.MultiLabelClassifier(b, C, label_reduction=label_reduction)
     kwargs = {"k": 3, "label_units": 6, **kwargs}
     model = retdm.build_retdm(clf, labels, **kwargs)
     model.build(shape)
@@ -171,9 +171,12 @@ def test_set_ids_are_exact_matches():
         assert not model.set_ids(tf.constant(unseen))[1].numpy()[0]
 
 
-def test_stage_three_loss_terms_against_numpy():
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_stage_three_loss_terms_against_numpy(reduction):
+    """Eq. 10 sums J_cls over the m labels (``"sum"``, the paper configs);
+    eq. 12's reconstruction stays a mean either way."""
     x, y = _data()
-    model = _tiny(y, alpha=0.7, beta=0.3, lam=0.5)
+    model = _tiny(y, alpha=0.7, beta=0.3, lam=0.5, label_reduction=reduction)
     x, y = x[:16], y[:16]
     # Fill the bank with known rows, so J2 has its image neighbours.
     rng = np.random.default_rng(9)
@@ -192,7 +195,8 @@ def test_stage_three_loss_terms_against_numpy():
     j1, _ = _np_metric(f_i, f_y, f_yn)
     j2, _ = _np_metric(f_y, f_i, rows[nb])
     p = 1 / (1 + np.exp(-logits))
-    bce = -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
+    per_label = -(y * np.log(p) + (1 - y) * np.log(1 - p))
+    bce = per_label.sum(axis=1).mean() if reduction == "sum" else per_label.mean()
     rec = np.mean((y - y_rec) ** 2)
     model.set_stage(3)
     logs = model.train_step((tf.constant(x), tf.constant(y)))
