@@ -79,6 +79,10 @@ class InputConfig:
         sets, ``mltf.methods.wgan_gp.MismatchedLabels``).
       with_ids: add the records' ids (for prediction and evaluation files).
       cache: cache parsed records in memory (small datasets).
+      keep_ids: when set, only the records with these ids are read (the
+        trainer's selection split, carved from the training split).
+      drop_ids: records with these ids are skipped (the training split
+        without its selection part).
     """
     data_dir: str
     split: str = "train"
@@ -99,6 +103,8 @@ class InputConfig:
     batch_transforms: Sequence = ()
     with_ids: bool = False
     cache: bool = False
+    keep_ids: Optional[Sequence[str]] = None
+    drop_ids: Optional[Sequence[str]] = None
 
 
 def _shard_paths(config: InputConfig, info: schema.DatasetInfo):
@@ -167,6 +173,9 @@ def make_dataset(config: InputConfig, input_context: Optional[tf.distribute.Inpu
     if num_pipelines > 1 and not shard_files:
         # Fewer shards than workers: every worker reads all, keeps its share.
         ds = ds.shard(num_pipelines, pipeline_id)
+    id_filter = _id_filter(config)
+    if id_filter is not None:  # before the shuffle and repeat, so counts hold
+        ds = ds.filter(id_filter)
     parse = parse_fn(info)
     if config.cache:
         ds = ds.map(parse, num_parallel_calls=AUTOTUNE, deterministic=deterministic).cache()
@@ -190,6 +199,37 @@ def make_dataset(config: InputConfig, input_context: Optional[tf.distribute.Inpu
         options.experimental_distribute.auto_shard_policy = (
             tf.data.experimental.AutoShardPolicy.OFF)
     return ds.with_options(options).prefetch(AUTOTUNE)
+
+
+def _id_filter(config: InputConfig):
+    """A predicate on serialized records from ``keep_ids`` / ``drop_ids``
+    (None when neither is set); it parses only the id."""
+    if config.keep_ids is not None and config.drop_ids is not None:
+        raise ValueError("set keep_ids or drop_ids, not both")
+    ids = config.keep_ids if config.keep_ids is not None else config.drop_ids
+    if ids is None:
+        return None
+    keep = config.keep_ids is not None
+    keys, values = (list(ids), [1] * len(ids)) if len(ids) else ([""], [0])
+    table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(tf.constant(keys, tf.string),
+                                            tf.constant(values, tf.int32)),
+        default_value=0)
+    spec = {schema.KEY_ID: tf.io.FixedLenFeature([], tf.string)}
+
+    def listed(record):
+        found = table.lookup(tf.io.parse_single_example(record, spec)[schema.KEY_ID]) > 0
+        return found if keep else tf.logical_not(found)
+
+    return listed
+
+
+def num_read(config: InputConfig, num_examples: int) -> int:
+    """How many of a split's ``num_examples`` records ``config`` reads (its
+    ``keep_ids`` / ``drop_ids`` name records of that split)."""
+    if config.keep_ids is not None:
+        return len(config.keep_ids)
+    return num_examples - len(config.drop_ids or ())
 
 
 def _element_fn(config: InputConfig, info: schema.DatasetInfo, parse, pipeline_id):

@@ -70,6 +70,9 @@ class Run:
       in_scope: ``in_scope(optimizer)``, a copy made in the strategy scope
         (gin builds optimizers before the scope exists).
       save_model: ``save_model(model, path)``, written atomically.
+      train_labels: multi-hot labels ``[N, C]`` of the examples the run
+        trains on (the training split without its selection part): the label
+        sets a method may tabulate or draw from.
     """
     model_dir: str
     chief: bool
@@ -86,6 +89,7 @@ class Run:
     fit_phase: Optional[Callable] = None
     in_scope: Optional[Callable] = None
     save_model: Optional[Callable] = None
+    train_labels: Any = None
 
 
 class Method:

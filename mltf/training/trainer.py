@@ -27,7 +27,7 @@ from mltf.core import steps as steps_lib
 from mltf.data import schema
 from mltf.models import MultiLabelClassifier, in_global_policy
 from mltf.training import callbacks as cbs_lib
-from mltf.training import run_state
+from mltf.training import run_state, selection
 from mltf.training.gin_setup import in_scope
 import pipelines
 from pipelines import preprocessing
@@ -41,6 +41,7 @@ def train(model_dir: str, epochs: int = 10, steps_per_epoch: Optional[int] = Non
           mixed_precision: Optional[str] = None, strategy: str = "auto",
           checkpoint_metric: str = "val_mAP", eval_every: int = 1,
           backup_keep: int = 2, callbacks: Sequence = (), tune_thresholds: bool = True,
+          select_fraction: float = 0.1, select_seed: int = 0, select_method: str = "iterative",
           seed: int = 0, verbose="auto", method: str = "bce",
           initial_model: Optional[str] = None, **method_options):
     """Trains a classifier with ``method``; returns the final evaluation metrics.
@@ -67,10 +68,16 @@ def train(model_dir: str, epochs: int = 10, steps_per_epoch: Optional[int] = Non
         resumes at the start of the epoch it was in (``run_state``).
       callbacks: extra Keras callbacks (``ReduceLROnPlateau`` can monitor
         ``val_loss``: the full-set evaluation logs it).
-      tune_thresholds: tune per-class F1 thresholds on the evaluation split,
-        save them with ``model.keras`` and report the metrics at them as
-        ``metrics_tuned`` in ``metrics.json`` (optimistic: tuned on the split
-        they are scored on).
+      tune_thresholds: tune per-class F1 thresholds on the selection split,
+        save them with ``model.keras`` and report the evaluation split's
+        metrics at them as ``metrics_tuned`` in ``metrics.json``.
+      select_fraction, select_seed, select_method: the selection split
+        (``mltf.training.selection``): this share of the training split,
+        drawn with this seed, ``"iterative"`` (label-stratified) or
+        ``"random"``, is held out of training; the best epoch, the plateau
+        schedule (``val_*`` logs) and the thresholds are chosen on it, and
+        the evaluation split is read once at the end. 0: everything on the
+        evaluation split (optimistic; ``metrics.json`` says so).
       seed: seed of Keras's initialisers and dropout.
       verbose: Keras's progress output (``"auto"``: a bar on a terminal).
       method: a name in ``mltf.methods.REGISTRY`` (``"bce"``, ``"wgan_gp"``:
@@ -86,25 +93,34 @@ def train(model_dir: str, epochs: int = 10, steps_per_epoch: Optional[int] = Non
     plugin = methods.get(method)
     run, eval_cfg, run_dir = _start(model_dir, plugin.check(method_options), strategy, xla,
                                     mixed_precision, seed, callbacks, initial_model)
+    chosen = selection.carve(run.train_config, eval_cfg, run.info, select_fraction,
+                             select_seed, select_method)
+    run.train_config, run.train_labels = chosen.train_config, chosen.train_labels
+    if run.chief:
+        chosen.write_ids(run.model_dir)
     model = _start_classifier(plugin, run, optimizer or keras.optimizers.Adam(
         learning_rate or 1e-3), dropout, label_smoothing, loss, label_reduction)
     train_cfg, info, strategy_obj = run.train_config, run.info, run.strategy
-    for cfg in (train_cfg, eval_cfg):
+    select_cfg = chosen.select_config
+    for cfg in {id(c): c for c in (train_cfg, eval_cfg, select_cfg)}.values():
         cfg.preprocessing = _resolve_preprocessing(cfg.preprocessing, model, info)
     model.preprocessing = train_cfg.preprocessing
     eval_cfg.training = False
     eval_ds = pipelines.make_dataset(eval_cfg, info=info)
+    select_ds = (pipelines.make_dataset(select_cfg, info=info) if chosen.carved else eval_ds)
     verbose = (1 if sys.stdout.isatty() else 2) if verbose == "auto" else verbose
-    fit = _Fitter(run, eval_ds, eval_every, backup_keep, steps_per_epoch, verbose)
+    fit = _Fitter(run, select_ds, eval_every, backup_keep, steps_per_epoch, verbose)
     run.fit_phase = fit.phase
     plugin.prepare(run, model)
     fit_model = plugin.build(run, model)
     run.train_config = plugin.adapt_input(run, fit_model, train_cfg)
     state, train_seconds = fit.main(fit_model, epochs, plugin.callbacks(run, fit_model),
                                     checkpoint_metric)
-    results, thresholds, tuned = _evaluate(model, eval_ds, info, tune_thresholds)
+    results, thresholds, tuned, selected = _evaluate(
+        model, select_ds, eval_ds if chosen.carved else None, info, tune_thresholds)
     report = {"split": eval_cfg.split, "data_dir": eval_cfg.data_dir, "metrics": results,
               **({"metrics_tuned": tuned} if tuned is not None else {}),
+              "selection": {**chosen.describe(eval_cfg.split), "metrics": selected},
               "thresholds": [float(t) for t in thresholds], "label_names": info.label_names,
               "epochs": len(state.rows), "train_seconds": round(train_seconds, 1),
               "replicas": strategy_obj.num_replicas_in_sync,
@@ -172,7 +188,9 @@ def _finish(run, run_dir, model, report, state):
           f"{'' if run.chief else ', written by the chief'})")
     tuned = report.get("metrics_tuned")
     if tuned is not None:
-        print("At the per-class thresholds tuned on this split (optimistic, in metrics_tuned): "
+        where = ("the selection split" if report["selection"]["carved"]
+                 else "this split (optimistic)")
+        print(f"At the per-class thresholds tuned on {where} (metrics_tuned): "
               + ", ".join(f"{name} {100 * tuned[key]:.2f}" for key, name in (
                   ("CF1", "C-F1"), ("OF1", "O-F1"), ("example_F1", "example-F1"),
                   ("subset_accuracy", "subset accuracy"), ("jaccard", "Jaccard"))))
@@ -228,25 +246,29 @@ def _resolve_preprocessing(mode, model, info) -> str:
     return preprocessing.mode_for(mode)
 
 
-def _evaluate(model, eval_ds, info, tune):
-    """(``compute_all`` at 0.5, the thresholds, ``compute_all`` at the tuned
-    thresholds or None when not ``tune``).
+def _evaluate(model, select_ds, eval_ds, info, tune):
+    """(the evaluation split's ``compute_all`` at 0.5, the thresholds, its
+    ``compute_all`` at the tuned thresholds or None when not ``tune``, the
+    selection split's ``compute_all`` at 0.5).
 
-    The tuned thresholds are tuned on this same evaluation split, so the
-    last dict is optimistic: it says what the saved model's own thresholds
-    do here, not what they would do on unseen images.
+    The thresholds are tuned on ``select_ds``; ``eval_ds`` None means the
+    selection split is the evaluation split, and then the tuned dict is
+    optimistic: it says what the saved model's own thresholds do there, not
+    what they would do on unseen images.
     """
-    y, s = inference.predict_dataset(model, eval_ds)
-    results = metrics.compute_all(y, s)
+    y_sel, s_sel = inference.predict_dataset(model, select_ds)
+    selected = metrics.compute_all(y_sel, s_sel)
+    y, s = (y_sel, s_sel) if eval_ds is None else inference.predict_dataset(model, eval_ds)
+    results = selected if eval_ds is None else metrics.compute_all(y, s)
     thresholds = np.full(info.num_labels, 0.5, np.float32)
     if not tune:
-        return results, thresholds, None
-    thresholds = metrics.tune_thresholds(y, s)
+        return results, thresholds, None, selected
+    thresholds = metrics.tune_thresholds(y_sel, s_sel)
     model.set_thresholds(thresholds)
     # The model's float32 copy, so the numbers are those of
     # ``mltf.evaluate --thresholds=model``.
     saved = keras.ops.convert_to_numpy(model.thresholds)
-    return results, thresholds, metrics.compute_all(y, s, threshold=saved)
+    return results, thresholds, metrics.compute_all(y, s, threshold=saved), selected
 
 
 @dataclasses.dataclass
@@ -272,7 +294,7 @@ class _Fitter:
     def steps(self, cfg) -> int:
         if self.steps_per_epoch:
             return self.steps_per_epoch
-        num = self.run.info.split(cfg.split).num_examples
+        num = pipelines.input.num_read(cfg, self.run.info.split(cfg.split).num_examples)
         return pipelines.input.steps_per_epoch(num, cfg.batch_size)
 
     def _dataset(self, cfg):

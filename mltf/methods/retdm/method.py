@@ -72,7 +72,9 @@ class RETDM(Method):
         """Nothing: RETDM's optimizer trains more than the classifier."""
 
     def build(self, run: Run, classifier):
-        labels = schema.read_labels(run.train_config.data_dir, run.train_config.split)
+        labels = run.train_labels
+        if labels is None:
+            labels = schema.read_labels(run.train_config.data_dir, run.train_config.split)
         with run.strategy.scope():
             model = build_retdm(classifier, labels)
             model.build((None,) + tuple(run.input_shape))

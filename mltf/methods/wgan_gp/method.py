@@ -73,7 +73,8 @@ class WGANGP(Method):
 
     def adapt_input(self, run: Run, fit_model, config):
         # One step draws `slots` fresh batches (see model.py).
-        transforms = [MismatchedLabels(config.split)] if fit_model.negative_sampling else []
+        transforms = ([MismatchedLabels(config.split, run.train_labels)]
+                      if fit_model.negative_sampling else [])
         return dataclasses.replace(
             config, batch_size=config.batch_size * fit_model.slots,
             batch_transforms=tuple(config.batch_transforms) + tuple(transforms))

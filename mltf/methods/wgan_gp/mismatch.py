@@ -100,16 +100,21 @@ class MismatchedLabels:
 
     Args:
       split: the split whose label sets are drawn from (the training split).
+      labels: the label sets to draw from, multi-hot ``[N, C]`` (the run's
+        training examples, without the selection split); None reads all of
+        ``split``'s.
     """
 
     key = "mismatched_labels"
 
-    def __init__(self, split: str = "train"):
+    def __init__(self, split: str = "train", labels=None):
         self.split = split
+        self.labels = labels
 
     def __call__(self, config):
         # Made once per input pipeline, so its lookup table lives with it.
-        sampler = MismatchSampler.from_dataset(config.data_dir, self.split)
+        sampler = (MismatchSampler.from_dataset(config.data_dir, self.split)
+                   if self.labels is None else MismatchSampler(self.labels))
 
         def add(x, labels, seed):
             return {**x, self.key: sampler.sample(labels, seed)}

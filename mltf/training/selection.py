@@ -1,0 +1,106 @@
+"""The selection split: everything a run chooses is chosen on images it
+neither trains on nor reports.
+
+A run chooses its best epoch (``checkpoints/best.keras``), its learning-rate
+schedule (``ReduceLROnPlateau`` on ``val_loss``), RETDM's stage patience and
+the per-class thresholds saved with ``model.keras`` from the per-epoch
+evaluation. If that evaluation ran on the split the run reports (COCO's
+val2014, MULAN's test file), the reported numbers would be chosen on
+themselves. So by default (``mltf.train.select_fraction = 0.1``) the trainer
+carves a ``select`` part from the training split, seeded and stratified by
+label (``mltf.data.splits.holdout_mask``): the model trains on the rest, the
+per-epoch ``val_*`` logs and the thresholds come from ``select``, and the
+configured evaluation split is read once, at the end, for ``metrics.json``.
+The selected ids are written to ``select_ids.txt`` in the run folder, so the
+split can be rebuilt (the same data, fraction, seed and method give the same
+ids). ``select_fraction = 0`` restores the old protocol (everything on the
+evaluation split); ``metrics.json`` then says so.
+"""
+
+import dataclasses
+import os
+from typing import Any, Optional
+
+import numpy as np
+
+from mltf.data import schema, splits
+from mltf.utils import atomic
+
+IDS_FILE = "select_ids.txt"
+
+
+@dataclasses.dataclass
+class Selection:
+    """Where a run's choices are made.
+
+    Args:
+      train_config: the training split's ``InputConfig`` without the
+        selection part.
+      select_config: the ``InputConfig`` of the split choices are made on
+        (the ``select`` part of the training split, or the evaluation split
+        when nothing is carved).
+      train_labels: multi-hot labels of the examples the run trains on.
+      ids: the selected ids (None when nothing is carved).
+      fraction, seed, method: how the part was drawn.
+    """
+    train_config: Any
+    select_config: Any
+    train_labels: np.ndarray
+    ids: Optional[np.ndarray] = None
+    fraction: float = 0.0
+    seed: int = 0
+    method: str = "iterative"
+
+    @property
+    def carved(self) -> bool:
+        return self.ids is not None
+
+    def write_ids(self, run_dir: str) -> None:
+        """``select_ids.txt``: one selected id per line, sorted."""
+        if self.carved:
+            atomic.atomic_text(os.path.join(run_dir, IDS_FILE),
+                               "".join(f"{i}\n" for i in sorted(self.ids)))
+
+    def describe(self, eval_split: str) -> dict:
+        """The ``selection`` entry of ``metrics.json``."""
+        if not self.carved:
+            return {"split": eval_split, "carved": False,
+                    "note": "selected on the reported split (select_fraction = 0): "
+                            "the reported metrics are optimistic"}
+        return {"split": f"{self.train_config.split} (held-out part)", "carved": True,
+                "fraction": self.fraction, "seed": self.seed, "method": self.method,
+                "num_examples": int(len(self.ids)), "ids_file": IDS_FILE}
+
+
+def carve(train_cfg, eval_cfg, info: schema.DatasetInfo, fraction: float, seed: int,
+          method: str) -> Selection:
+    """The run's ``Selection``: ``fraction`` of the training split held out
+    (``fraction = 0``: none, choices on ``eval_cfg``).
+
+    Args:
+      train_cfg: the training split's ``InputConfig``.
+      eval_cfg: the evaluation split's ``InputConfig`` (its sizes, batch and
+        preprocessing serve the selection part too).
+      info: the dataset's ``DatasetInfo``.
+      fraction: the held-out share of the training split, in ``[0, 1)``.
+      seed: the draw's seed.
+      method: ``"iterative"`` (label-stratified) or ``"random"``.
+    """
+    if not fraction:
+        return Selection(train_cfg, eval_cfg,
+                         schema.read_labels(train_cfg.data_dir, train_cfg.split),
+                         method=method)
+    if eval_cfg.data_dir == train_cfg.data_dir and eval_cfg.split == train_cfg.split:
+        raise ValueError(f"the evaluation split is the training split ({train_cfg.split!r}); "
+                         "report on another split")
+    ids, labels = splits.read_ids_and_labels(train_cfg.data_dir, train_cfg.split, info)
+    mask = splits.holdout_mask(labels, fraction, seed, method)
+    if not mask.any():
+        raise ValueError(f"select_fraction {fraction} of {len(ids)} {train_cfg.split} "
+                         "examples selects none; raise it or set it to 0")
+    chosen = tuple(ids[mask])
+    select_cfg = dataclasses.replace(
+        eval_cfg, data_dir=train_cfg.data_dir, split=train_cfg.split, training=False,
+        keep_ids=chosen, drop_ids=None)
+    return Selection(dataclasses.replace(train_cfg, drop_ids=chosen, keep_ids=None),
+                     select_cfg, labels[~mask], ids[mask], fraction, seed, method)
