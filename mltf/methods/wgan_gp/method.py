@@ -100,7 +100,7 @@ class WGANGP(Method):
     def report(self, run: Run, fit_model):
         settings = {key: fit_model.get_config()[key] for key in (
             "n_critic", "alpha", "gp_weight", "inverse_temperature", "gumbel",
-            "negative_sampling", "batches")}
+            "negative_sampling", "batches", "critic_samples")}
         return {"wgan_gp": {**settings, "fext": run.options["fext"]}}
 
 
