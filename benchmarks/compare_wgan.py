@@ -11,6 +11,8 @@ updates per generator update on fresh batches). Each arm runs once per seed
 (``mltf.train.seed``, the input pipeline's seed and ``mltf.build_wgan.seed``).
 Prints the metrics of ``KEYS`` as mean and standard deviation over seeds
 and writes them, per run, to ``<out_dir>/summary.json``.
+``--arms=wgan_gp`` runs the WGAN-gp arm alone, e.g. to compare two of its
+settings through ``--gin_bindings`` in two out_dirs.
 Every run is trained afresh (the runs of ``runlib`` with ``reuse=False``):
 an arm's budget depends on ``--epochs`` and the checkpoint, which a run
 folder left from another comparison may not match.
@@ -31,6 +33,8 @@ flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds.")
 flags.DEFINE_integer("epochs", 5, "Epochs of each arm.")
 flags.DEFINE_string("out_dir", "runs/compare_wgan", "Where the runs go.")
 flags.DEFINE_multi_string("gin_bindings", [], "Extra bindings for both arms.")
+flags.DEFINE_list("arms", ["wgan_gp", "bce"],
+                  "The arms to run (bce takes its step count from the wgan_gp arm's run).")
 
 KEYS = ["mAP", "CF1", "OF1", "CF1_top3", "OF1_top3", "CP", "CR", "OP", "OR",
         "hamming_loss", "ranking_loss", "one_error", "coverage", "avg_precision"]
@@ -62,15 +66,15 @@ def run_arm(method, seed):
 
 def main(argv):
     del argv
-    reports = run_seeds(ARMS, FLAGS.seeds, run_arm)
+    arms = [arm for arm in ARMS if arm in FLAGS.arms]
+    reports = run_seeds(arms, FLAGS.seeds, run_arm)
     print(f"\n{len(FLAGS.seeds)} seeds, {FLAGS.epochs} epochs from {FLAGS.initial_model}; "
           "mean (std); percent except the last five")
-    table, seconds = summary_table({"bce": reports["bce"], "wgan_gp": reports["wgan_gp"]},
-                                   KEYS)
+    table, seconds = summary_table({arm: reports[arm] for arm in reversed(arms)}, KEYS)
     with open(os.path.join(ROOT, FLAGS.out_dir, "summary.json"), "w") as f:
         json.dump({"config": FLAGS.config, "initial_model": FLAGS.initial_model,
                    "seeds": FLAGS.seeds, "epochs": FLAGS.epochs,
-                   "results": {arm: [r["metrics"] for r in reports[arm]] for arm in ARMS},
+                   "results": {arm: [r["metrics"] for r in reports[arm]] for arm in arms},
                    "table": table, "train_seconds": seconds}, f, indent=2)
 
 

@@ -17,7 +17,7 @@ A *method* is how a classifier is trained: ``bce`` (the baseline),
    for that model (batch size, ``batch_transforms``);
 6. ``callbacks(run, fit_model)``: callbacks the method needs (RETDM's
    stages);
-7. ``report(fit_model)``: settings to record in ``metrics.json``.
+7. ``report(run, fit_model)``: settings to record in ``metrics.json``.
 
 ``Run`` is what a method sees of the run: the dataset, the strategy, the
 resolved common settings, and ``fit_phase``, the trainer's kill-safe fit for
@@ -132,7 +132,7 @@ class Method:
     def callbacks(self, run: Run, fit_model) -> List:
         return []
 
-    def report(self, fit_model) -> Dict[str, Any]:
+    def report(self, run: Run, fit_model) -> Dict[str, Any]:
         return {}
 
 

@@ -126,7 +126,7 @@ def train(model_dir: str, epochs: int = 10, steps_per_epoch: Optional[int] = Non
               "replicas": strategy_obj.num_replicas_in_sync,
               "workers": distribute.num_workers(strategy_obj), "method": method,
               "steps_per_epoch": fit.steps(run.train_config),
-              "global_batch": run.train_config.batch_size, **plugin.report(fit_model)}
+              "global_batch": run.train_config.batch_size, **plugin.report(run, fit_model)}
     _finish(run, run_dir, model, report, state)
     return results
 

@@ -35,7 +35,7 @@ class LinearProbe(methods.Method):
                 optimizer=keras.optimizers.Adam(run.options["probe_learning_rate"]),
                 xla=run.xla)
 
-    def report(self, fit_model):
+    def report(self, run, fit_model):
         return {"probe": {"frozen": len(fit_model.backbone.weights),
                           "trained": len(fit_model.trainable_weights)}}
 

@@ -142,6 +142,9 @@ def test_coco_vgg16_config_runs_on_a_tiny_coco_tree(tmp_path):
                       "--gin_bindings=pipelines.InputConfig.crop_sizes = (40, 32)",
                       "--gin_bindings=pipelines.InputConfig.batch_size = 1",
                       "--gin_bindings=mltf.build_critic.depth = 2",
+                      # The generator has random weights and there is no
+                      # network: not the paper's ImageNet fext.
+                      "--gin_bindings=mltf.train.fext = 'generator'",
                       "--gin_bindings=mltf.train.epochs = 1",
                       "--gin_bindings=mltf.train.steps_per_epoch = 1"])
     assert proc.returncode == 0, proc.stderr[-3000:]

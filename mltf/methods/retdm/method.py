@@ -85,7 +85,7 @@ class RETDM(Method):
         return [StageSchedule([c for c in run.user_callbacks
                                if isinstance(c, keras.callbacks.ReduceLROnPlateau)])]
 
-    def report(self, fit_model):
+    def report(self, run: Run, fit_model):
         return {"retdm": {key: fit_model.get_config()[key] for key in (
             "num_sets", "k", "alpha", "beta", "lam", "two_way", "negatives",
             "classification_epochs", "embedding_epochs")}}

@@ -11,6 +11,7 @@ replica gets whole chunks without any transpose of the images.
 
 import tensorflow as tf
 
+from mltf.core import steps
 from pipelines.input import model_input
 
 
@@ -18,6 +19,10 @@ class Chunks:
     """One step's per-replica batch cut into the model's ``slots`` equal
     chunks, with fext and G's (fixed) logits computed once per drawn chunk
     and reused by every term and critic update that needs them.
+
+    ``generator_state`` is G's non-trainable state for the generator update:
+    the variables' values, with the random-seed state advanced by the
+    generated chunks' training-mode forwards (``critic_samples="train"``).
 
     Args:
       model: the ``WGANGPClassifier`` (its ``slots``, its compiled fext and
@@ -40,6 +45,8 @@ class Chunks:
         tf.debugging.assert_equal(self.size * model.slots, n, message=(
             f"the per-replica batch must be {model.slots} chunks of equal size"))
         self._features, self._logits = {}, {}
+        self.generator_trainable = steps.variable_values(model.generator.trainable_variables)
+        self.generator_state = steps.variable_values(model.generator.non_trainable_variables)
 
     def _chunk(self, t, i):
         return t[i * self.size:(i + 1) * self.size]
@@ -62,5 +69,10 @@ class Chunks:
 
     def logits(self, i):
         if i not in self._logits:
-            self._logits[i] = self.model._logits_fn(self.images(i))
+            self._logits[i], state = self.model._logits_fn(
+                self.generator_trainable, self.generator_state, self.images(i))
+            # Float state (BatchNorm moving statistics) is kept: G is not
+            # updated here. Integer state (seed counters) goes on: fresh masks.
+            self.generator_state = [old if new.dtype.is_floating else new
+                                    for old, new in zip(self.generator_state, state)]
         return self._logits[i]

@@ -14,12 +14,14 @@ import os
 
 import keras
 
+from mltf import backbones
 from mltf.methods.base import Method, Run, SettingsError
 from mltf.methods.wgan_gp.critic import build_critic, frozen_copy
 from mltf.methods.wgan_gp.mismatch import MismatchedLabels
 from mltf.methods.wgan_gp.model import build_wgan
 
 PRETRAINED = "pretrained.keras"
+FEXT = ("generator", "imagenet")
 
 
 class WGANGP(Method):
@@ -31,10 +33,24 @@ class WGANGP(Method):
       critic_optimizer, generator_optimizer: the two optimizers (gin scopes:
         ``@critic/keras.optimizers.Adam()``); default Adam 1e-4 for both, as
         in seed 000.
+      fext: the critic's frozen feature extractor. ``"generator"``: a copy of
+        the BCE-trained generator's backbone. ``"imagenet"`` (seed 000 sec.
+        4.1, "the pretrained generator" without its output layer, fixed): a
+        fresh backbone of the generator's registry name with its ImageNet
+        weights and no embedding layer (gin-bound ``mltf.build_backbone``
+        options still apply).
     """
 
     name = "wgan_gp"
-    options = {"pretrain_epochs": 0, "critic_optimizer": None, "generator_optimizer": None}
+    options = {"pretrain_epochs": 0, "critic_optimizer": None, "generator_optimizer": None,
+               "fext": "generator"}
+
+    def check(self, options):
+        options = super().check(options)
+        if options["fext"] not in FEXT:
+            raise SettingsError(f"mltf.train.fext must be one of {', '.join(map(repr, FEXT))}, "
+                                f"got {options['fext']!r}")
+        return options
 
     def initial_model(self, run: Run):
         """A resumed run whose BCE phase is done starts from its result."""
@@ -51,6 +67,8 @@ class WGANGP(Method):
                 "method 'wgan_gp' needs a BCE-trained generator: bind "
                 "mltf.train.initial_model (a classifier's model.keras) or "
                 "mltf.train.pretrain_epochs (BCE epochs first)")
+        if run.options["fext"] == "imagenet":
+            _imagenet_backbone_name(classifier)  # before a BCE phase, not after it
         super().prepare(run, classifier)
         if epochs > 0 and not run.resumed_phase:
             run.fit_phase(classifier, "pretrain", epochs)
@@ -59,8 +77,9 @@ class WGANGP(Method):
 
     def build(self, run: Run, classifier):
         with run.strategy.scope():
-            fext = frozen_copy(classifier.backbone)
             critic = build_critic(run.info.num_labels)
+            # The unconditional ablation has no fext: no ImageNet file to fetch.
+            fext = _feature_extractor(run, classifier) if critic.conditional else None
             model = build_wgan(classifier, critic, fext)
             model.build((None,) + tuple(run.input_shape))
             default = keras.optimizers.Adam
@@ -79,7 +98,31 @@ class WGANGP(Method):
             config, batch_size=config.batch_size * fit_model.slots,
             batch_transforms=tuple(config.batch_transforms) + tuple(transforms))
 
-    def report(self, fit_model):
-        return {"wgan_gp": {key: fit_model.get_config()[key] for key in (
+    def report(self, run: Run, fit_model):
+        settings = {key: fit_model.get_config()[key] for key in (
             "n_critic", "alpha", "gp_weight", "inverse_temperature", "gumbel",
-            "negative_sampling", "batches")}}
+            "negative_sampling", "batches", "critic_samples")}
+        return {"wgan_gp": {**settings, "fext": run.options["fext"]}}
+
+
+def _imagenet_backbone_name(classifier) -> str:
+    """The generator backbone's registry name, which must have ImageNet
+    weights for ``fext = "imagenet"``."""
+    name = classifier.backbone.name
+    spec = backbones.BACKBONES.get(name)
+    if spec is None or spec.imagenet_file is None:
+        raise SettingsError(
+            f"mltf.train.fext = 'imagenet' needs ImageNet weights of the generator's backbone, "
+            f"and {name!r} has none (small_cnn, mlp and feature inputs never do): bind "
+            "mltf.train.fext = 'generator' (a frozen copy of the BCE-trained backbone)")
+    return name
+
+
+def _feature_extractor(run: Run, classifier):
+    """fext as ``mltf.train.fext`` says (see ``WGANGP``)."""
+    if run.options["fext"] == "generator":
+        return frozen_copy(classifier.backbone)
+    # embedding_dim=None: only the output layer is removed, nothing new and random added.
+    return backbones.build_backbone(
+        name=_imagenet_backbone_name(classifier), input_shape=run.input_shape,
+        weights="imagenet", trainable=False, embedding_dim=None)

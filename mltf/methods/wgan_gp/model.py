@@ -2,8 +2,9 @@
 
 The classifier G (the *generator*, a ``MultiLabelClassifier``) is trained
 against a critic D(y, x) that scores how real a label set y is for an image
-x. D never sees pixels directly: z = fext(x) is the pretrained generator's
-backbone, frozen (seed 000 sec. 4.1), and D is a feed-forward net on
+x. D never sees pixels directly: z = fext(x) is a frozen backbone (seed 000
+sec. 4.1: the ImageNet generator without its output layer; or a copy of the
+BCE-trained generator's, ``mltf.train.fext``), and D is a feed-forward net on
 (y, z): y and z each projected linearly to 256, concatenated, 8 dense layers
 of 512 with leaky ReLU, one score.
 
@@ -28,12 +29,13 @@ then the generator's chunk.
 
 Cost: fext(x) runs once per drawn chunk and serves every term that needs
 it (D on the generated pairs and the gradient penalty share fext(x2));
-G runs forward only (inference mode, no BatchNorm update) on the generated
-chunks of the critic updates, once per chunk, since G is not being updated
-there; the unconditional ablation skips fext altogether. Fresh batches make
-fext run on 10 chunks per step; ``batches="shared"`` (one chunk for
-everything, fresh noise per critic update) is the cheap variant, measured
-side by side in benchmarks/wgan_step.py.
+G runs forward only on the generated chunks of the critic updates, once per
+chunk, with no BatchNorm update, since G is not being updated there (in
+inference or training mode: ``critic_samples``); the unconditional ablation
+skips fext altogether. Fresh batches make fext run on 10 chunks per step;
+``batches="shared"`` (one chunk for everything, fresh noise per critic
+update) is the cheap variant, measured side by side in
+benchmarks/wgan_step.py.
 
 Ablations of seed 000 Table 3, each changing exactly its term:
 - ``negative_sampling=False`` (c): the mismatched term is dropped and the
@@ -74,7 +76,8 @@ class WGANGPClassifier(LabelDependencyModel):
         paper).
       critic: a ``LabelCritic``.
       feature_extractor: fext, a frozen backbone (``frozen_copy`` of the
-        pretrained generator's); unused by an unconditional critic.
+        pretrained generator's, or the ImageNet one: ``WGANGP``'s ``fext``);
+        unused by an unconditional critic.
       n_critic: critic updates per generator update (3).
       alpha: weight of the BCE in the generator loss (10).
       gp_weight: lambda, the gradient-penalty scale (10).
@@ -91,6 +94,14 @@ class WGANGPClassifier(LabelDependencyModel):
         update serves all critic updates, with fresh Gumbel noise and
         interpolation weights each time, and the generator update: about 3x
         cheaper, not the paper's recipe).
+      critic_samples: G's mode for the generated label sets the critic
+        learns on. ``"inference"``: dropout off, BatchNorm on its moving
+        statistics. ``"train"``: training mode, as in the generator update
+        (dropout masks, BatchNorm on the chunk's batch statistics). The
+        BatchNorm moving statistics these forwards compute are dropped: G is
+        not updated there, so only the generator update moves them. The
+        random-seed state goes on from chunk to chunk, so each chunk (and
+        then the generator update) draws its own dropout masks.
       **kwargs: ``keras.Model`` arguments.
     """
 
@@ -107,11 +118,15 @@ class WGANGPClassifier(LabelDependencyModel):
                  inverse_temperature: float = 0.9, anneal_to: Optional[float] = None,
                  anneal_steps: int = 0, straight_through: bool = False,
                  gumbel: bool = True, negative_sampling: bool = True, seed: int = 0,
-                 batches: str = "fresh", **kwargs):
+                 batches: str = "fresh", critic_samples: str = "inference", **kwargs):
         super().__init__(**kwargs)
         if batches not in ("fresh", "shared"):
             raise ValueError(f"batches must be 'fresh' or 'shared', got {batches!r}")
+        if critic_samples not in ("inference", "train"):
+            raise ValueError(f"critic_samples must be 'inference' or 'train', "
+                             f"got {critic_samples!r}")
         self.batches = batches
+        self.critic_samples = critic_samples
         if critic.conditional and feature_extractor is None:
             raise ValueError("a conditional critic needs feature_extractor (fext)")
         if n_critic < 1:
@@ -254,8 +269,13 @@ class WGANGPClassifier(LabelDependencyModel):
                  "gradient_penalty": steps.unscaled(gp)}
         return grads, stats
 
-    def _generator_logits(self, x):
-        return self.generator(x, training=False, return_logits=True)
+    def _generator_logits(self, trainable, non_trainable, x):
+        """G's logits on a generated chunk of a critic update and G's state
+        after them (``critic_samples``)."""
+        if self.critic_samples == "train":
+            return self.generator.stateless_call(trainable, non_trainable, x, training=True,
+                                                 return_logits=True)
+        return self.generator(x, training=False, return_logits=True), non_trainable
 
     def _generator_grads(self, trainable, non_trainable, x, y, z, seed, temperature):
         with tf.GradientTape() as tape:
@@ -314,8 +334,7 @@ class WGANGPClassifier(LabelDependencyModel):
             critic_stats.append(stats)
         last = self.slots - 1
         grads, new_non_trainable, gen_stats = self._generator_fn(
-            steps.variable_values(self.generator.trainable_variables),
-            steps.variable_values(self.generator.non_trainable_variables),
+            batch.generator_trainable, batch.generator_state,
             batch.images(last), batch.labels(last), batch.features(last),
             tf.stack([seed[0], seed[1] * 64 + 63]), temperature)
         steps.assign_synced(self.generator.non_trainable_variables, new_non_trainable)
@@ -342,7 +361,8 @@ class WGANGPClassifier(LabelDependencyModel):
             "inverse_temperature": self.inverse_temperature, "anneal_to": self.anneal_to,
             "anneal_steps": self.anneal_steps, "straight_through": self.straight_through,
             "gumbel": self.gumbel, "negative_sampling": self.negative_sampling,
-            "seed": self.seed, "batches": self.batches})
+            "seed": self.seed, "batches": self.batches,
+            "critic_samples": self.critic_samples})
         return config
 
 
@@ -351,14 +371,17 @@ def build_wgan(generator, critic, feature_extractor, n_critic: int = 3, alpha: f
                gp_weight: float = 10.0, inverse_temperature: float = 0.9,
                anneal_to: Optional[float] = None, anneal_steps: int = 0,
                straight_through: bool = False, gumbel: bool = True,
-               negative_sampling: bool = True, seed: int = 0,
-               batches: str = "fresh") -> "WGANGPClassifier":
+               negative_sampling: bool = True, seed: int = 0, batches: str = "fresh",
+               critic_samples: str = "inference") -> "WGANGPClassifier":
     """The WGAN-gp model from gin (``mltf.build_wgan.*``); see
     ``WGANGPClassifier`` for the arguments (seed 000's values are the
-    defaults)."""
+    defaults, but ``critic_samples``: the paper does not say, and
+    ``"inference"`` keeps models saved before it loading unchanged;
+    configs/paper_wgan.gin binds ``"train"``)."""
     return WGANGPClassifier(
         generator, critic, feature_extractor if critic.conditional else None,
         n_critic=n_critic, alpha=alpha, gp_weight=gp_weight,
         inverse_temperature=inverse_temperature, anneal_to=anneal_to,
         anneal_steps=anneal_steps, straight_through=straight_through, gumbel=gumbel,
-        negative_sampling=negative_sampling, seed=seed, batches=batches, name="wgan_gp")
+        negative_sampling=negative_sampling, seed=seed, batches=batches,
+        critic_samples=critic_samples, name="wgan_gp")
