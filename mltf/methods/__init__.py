@@ -37,6 +37,11 @@ def get(name: str) -> Method:
     return entry
 
 
+def option_names(exclude: str = "") -> set:
+    """The option names every registered method but ``exclude`` declares."""
+    return {key for name in REGISTRY if name != exclude for key in get(name).options}
+
+
 def load_all() -> None:
     """Imports every registered method module (their gin configurables)."""
     for name in REGISTRY:
@@ -44,4 +49,4 @@ def load_all() -> None:
 
 
 __all__ = ["LabelDependencyModel", "Method", "REGISTRY", "Run", "SettingsError", "get",
-           "load_all", "register"]
+           "load_all", "option_names", "register"]

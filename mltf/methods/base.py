@@ -103,9 +103,23 @@ class Method:
     name = ""
     options: Dict[str, Any] = {}
 
-    def check(self, options: Dict[str, Any]) -> Dict[str, Any]:
+    def check(self, options: Dict[str, Any], foreign: Sequence[str] = ()) -> Dict[str, Any]:
         """The options with defaults filled in; ``SettingsError`` for names
-        the method does not declare."""
+        the method does not declare.
+
+        Args:
+          options: the ``mltf.train`` options bound beyond its parameters.
+          foreign: option names of the other registered methods: bound ones
+            are dropped with a note (a config shared by several methods, e.g.
+            a WGAN-gp config run with ``method = "bce"`` as its control),
+            not refused like a typo.
+        """
+        ignored = sorted(set(options) & set(foreign) - set(self.options))
+        if ignored:
+            print(f"mltf.train: method {self.name!r} ignores "
+                  f"{', '.join('mltf.train.' + k for k in ignored)} (other methods' options)",
+                  flush=True)
+            options = {k: v for k, v in options.items() if k not in ignored}
         unknown = sorted(set(options) - set(self.options))
         if unknown:
             own = ", ".join(sorted(self.options)) or "none"

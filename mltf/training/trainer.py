@@ -91,13 +91,12 @@ def train(model_dir: str, epochs: int = 10, steps_per_epoch: Optional[int] = Non
         raise ValueError("bind either mltf.train.optimizer or mltf.train.learning_rate, "
                          "not both (the optimizer carries its own learning rate)")
     plugin = methods.get(method)
-    run, eval_cfg, run_dir = _start(model_dir, plugin.check(method_options), strategy, xla,
+    options = plugin.check(method_options, foreign=methods.option_names(exclude=method))
+    run, eval_cfg, run_dir = _start(model_dir, options, strategy, xla,
                                     mixed_precision, seed, callbacks, initial_model)
     chosen = selection.carve(run.train_config, eval_cfg, run.info, select_fraction,
                              select_seed, select_method)
     run.train_config, run.train_labels = chosen.train_config, chosen.train_labels
-    if run.chief:
-        chosen.write_ids(run.model_dir)
     model = _start_classifier(plugin, run, optimizer or keras.optimizers.Adam(
         learning_rate or 1e-3), dropout, label_smoothing, loss, label_reduction)
     train_cfg, info, strategy_obj = run.train_config, run.info, run.strategy
@@ -127,7 +126,7 @@ def train(model_dir: str, epochs: int = 10, steps_per_epoch: Optional[int] = Non
               "workers": distribute.num_workers(strategy_obj), "method": method,
               "steps_per_epoch": fit.steps(run.train_config),
               "global_batch": run.train_config.batch_size, **plugin.report(run, fit_model)}
-    _finish(run, run_dir, model, report, state)
+    _finish(run, run_dir, model, report, state, chosen)
     return results
 
 
@@ -173,10 +172,11 @@ def _start_classifier(plugin, run, optimizer, dropout, label_smoothing, loss, la
     return model
 
 
-def _finish(run, run_dir, model, report, state):
-    """Writes ``model.keras`` and ``metrics.json`` (the chief) and prints the
-    table."""
+def _finish(run, run_dir, model, report, state, chosen):
+    """Writes ``model.keras``, ``metrics.json`` and ``select_ids.txt`` (the
+    chief) and prints the table."""
     if run.chief:
+        chosen.write_ids(run.model_dir)
         run_state.save_model(model, os.path.join(run.model_dir, "model.keras"))
         run_state.write_json(os.path.join(run.model_dir, "metrics.json"), report)
         state.close()  # last: a kill before this resumes and writes them again

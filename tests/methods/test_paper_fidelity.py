@@ -90,3 +90,19 @@ def test_wgan_gp_without_a_trained_generator_stops_with_the_fix(demo_dir, tmp_pa
         train_in_process("demo_wgangp.gin", tmp_path, tiny_bindings(demo_dir, **{
             "mltf.train.initial_model": None, "mltf.train.xla": False}))
     assert not os.path.exists(tmp_path / "backup") and not os.listdir(tmp_path)
+
+
+def test_a_wgan_config_runs_as_its_own_bce_control(demo_dir, tmp_path, capsys):
+    """The equal-budget control of a WGAN-gp arm is the same config with
+    method = "bce": the WGAN-gp options it binds are dropped with a note, a
+    typo is still refused."""
+    bindings = tiny_bindings(demo_dir, **{"mltf.train.method": "'bce'",
+                                          "mltf.train.initial_model": None,
+                                          "mltf.train.epochs": 1, "mltf.train.xla": False})
+    train_in_process("demo_wgangp.gin", tmp_path / "run", bindings)
+    out = capsys.readouterr().out
+    assert ("method 'bce' ignores mltf.train.critic_optimizer, mltf.train.fext, "
+            "mltf.train.generator_optimizer") in out
+    with pytest.raises(methods.SettingsError, match="mltf.train.critic_optimiser"):
+        methods.get("bce").check({"critic_optimiser": None},
+                                 foreign=methods.option_names(exclude="bce"))

@@ -22,8 +22,8 @@ class LinearProbe(methods.Method):
     name = "probe"
     options = {"probe_learning_rate": 1e-2}
 
-    def check(self, options):
-        options = super().check(options)
+    def check(self, options, foreign=()):
+        options = super().check(options, foreign)
         if options["probe_learning_rate"] <= 0:
             raise methods.SettingsError("probe_learning_rate must be > 0")
         return options

@@ -61,12 +61,12 @@ class RETDM(Method):
     name = "retdm"
     options = {}
 
-    def check(self, options):
+    def check(self, options, foreign=()):
         if options.get("pretrain_epochs"):
             raise SettingsError("with method='retdm', stage 1 (BCE) is "
                                 "mltf.build_retdm.classification_epochs, not pretrain_epochs")
         options = {k: v for k, v in options.items() if k != "pretrain_epochs"}
-        return super().check(options)
+        return super().check(options, foreign)
 
     def prepare(self, run: Run, classifier) -> None:
         """Nothing: RETDM's optimizer trains more than the classifier."""

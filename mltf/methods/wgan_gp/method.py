@@ -45,8 +45,8 @@ class WGANGP(Method):
     options = {"pretrain_epochs": 0, "critic_optimizer": None, "generator_optimizer": None,
                "fext": "generator"}
 
-    def check(self, options):
-        options = super().check(options)
+    def check(self, options, foreign=()):
+        options = super().check(options, foreign)
         if options["fext"] not in FEXT:
             raise SettingsError(f"mltf.train.fext must be one of {', '.join(map(repr, FEXT))}, "
                                 f"got {options['fext']!r}")
