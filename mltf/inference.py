@@ -370,11 +370,13 @@ def check_cli_args(tool: str, argv, flag_values, required) -> Optional[int]:
     return None
 
 
-def predict_dataset(model, dataset):
-    """Scores and labels over one pass of an (x, y) dataset, in order.
+def predict_dataset(model, dataset, with_ids: bool = False):
+    """Scores and labels over one pass of an (x, y) dataset, in order:
+    ``(labels, scores)``, or ``(ids, labels, scores)`` with ``with_ids``.
 
-    ``x`` may be a dict (the pipeline's ``images``/``features`` plus extras);
-    only the model input is fed.
+    ``x`` may be a dict (the pipeline's ``images``/``features`` plus extras,
+    such as the ``ids`` of ``InputConfig.with_ids``, which ``with_ids``
+    needs); only the model input is fed.
     """
     # A plain call in the cross-replica context: predict_on_batch would run
     # the whole batch on every replica of a MirroredStrategy and concatenate.
@@ -382,10 +384,14 @@ def predict_dataset(model, dataset):
     if infer is None:
         infer = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
         model._mltf_infer = infer
-    scores, labels = [], []
+    scores, labels, ids = [], [], []
     for x, y in dataset:
         scores.append(np.asarray(infer(model_input(x))))
         labels.append(np.asarray(y))
+        if with_ids:
+            ids.extend(i.decode("utf-8") for i in np.asarray(x["ids"]))
     if not scores:
         raise ValueError("the evaluation dataset is empty")
+    if with_ids:
+        return np.asarray(ids), np.concatenate(labels), np.concatenate(scores)
     return np.concatenate(labels), np.concatenate(scores)

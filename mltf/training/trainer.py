@@ -29,8 +29,12 @@ from mltf.models import MultiLabelClassifier, in_global_policy
 from mltf.training import callbacks as cbs_lib
 from mltf.training import run_state, selection
 from mltf.training.gin_setup import in_scope
+from mltf.utils import atomic
 import pipelines
 from pipelines import preprocessing
+
+
+PREDICTIONS = "predictions.npz"
 
 
 @gin.configurable(module="mltf", denylist=["model_dir"])
@@ -105,6 +109,7 @@ def train(model_dir: str, epochs: int = 10, steps_per_epoch: Optional[int] = Non
         cfg.preprocessing = _resolve_preprocessing(cfg.preprocessing, model, info)
     model.preprocessing = train_cfg.preprocessing
     eval_cfg.training = False
+    eval_cfg.with_ids = True  # for predictions.npz
     eval_ds = pipelines.make_dataset(eval_cfg, info=info)
     select_ds = (pipelines.make_dataset(select_cfg, info=info) if chosen.carved else eval_ds)
     verbose = (1 if sys.stdout.isatty() else 2) if verbose == "auto" else verbose
@@ -115,7 +120,7 @@ def train(model_dir: str, epochs: int = 10, steps_per_epoch: Optional[int] = Non
     run.train_config = plugin.adapt_input(run, fit_model, train_cfg)
     state, train_seconds = fit.main(fit_model, epochs, plugin.callbacks(run, fit_model),
                                     checkpoint_metric)
-    results, thresholds, tuned, selected = _evaluate(
+    results, thresholds, tuned, selected, predictions = _evaluate(
         model, select_ds, eval_ds if chosen.carved else None, info, tune_thresholds)
     report = {"split": eval_cfg.split, "data_dir": eval_cfg.data_dir, "metrics": results,
               **({"metrics_tuned": tuned} if tuned is not None else {}),
@@ -126,7 +131,7 @@ def train(model_dir: str, epochs: int = 10, steps_per_epoch: Optional[int] = Non
               "workers": distribute.num_workers(strategy_obj), "method": method,
               "steps_per_epoch": fit.steps(run.train_config),
               "global_batch": run.train_config.batch_size, **plugin.report(run, fit_model)}
-    _finish(run, run_dir, model, report, state, chosen)
+    _finish(run, run_dir, model, report, state, chosen, predictions)
     return results
 
 
@@ -172,11 +177,20 @@ def _start_classifier(plugin, run, optimizer, dropout, label_smoothing, loss, la
     return model
 
 
-def _finish(run, run_dir, model, report, state, chosen):
-    """Writes ``model.keras``, ``metrics.json`` and ``select_ids.txt`` (the
-    chief) and prints the table."""
+def _finish(run, run_dir, model, report, state, chosen, predictions):
+    """Writes ``model.keras``, ``metrics.json``, ``predictions.npz`` (the
+    evaluation split's ``ids``, ``labels`` and ``scores``, for paired
+    comparisons) and ``select_ids.txt`` (the chief) and prints the table."""
     if run.chief:
         chosen.write_ids(run.model_dir)
+        ids, labels, scores = predictions
+
+        def write(tmp):
+            with open(tmp, "wb") as f:
+                np.savez(f, ids=ids, labels=labels.astype(np.uint8),
+                         scores=scores.astype(np.float32))
+
+        atomic.atomic_write(os.path.join(run.model_dir, PREDICTIONS), write)
         run_state.save_model(model, os.path.join(run.model_dir, "model.keras"))
         run_state.write_json(os.path.join(run.model_dir, "metrics.json"), report)
         state.close()  # last: a kill before this resumes and writes them again
@@ -256,19 +270,25 @@ def _evaluate(model, select_ds, eval_ds, info, tune):
     optimistic: it says what the saved model's own thresholds do there, not
     what they would do on unseen images.
     """
-    y_sel, s_sel = inference.predict_dataset(model, select_ds)
+    if eval_ds is None:  # the selection split is the evaluation split
+        ids, y_sel, s_sel = inference.predict_dataset(model, select_ds, with_ids=True)
+        y, s = y_sel, s_sel
+    else:
+        y_sel, s_sel = inference.predict_dataset(model, select_ds)
+        ids, y, s = inference.predict_dataset(model, eval_ds, with_ids=True)
     selected = metrics.compute_all(y_sel, s_sel)
-    y, s = (y_sel, s_sel) if eval_ds is None else inference.predict_dataset(model, eval_ds)
     results = selected if eval_ds is None else metrics.compute_all(y, s)
+    predictions = (ids, y, s)
     thresholds = np.full(info.num_labels, 0.5, np.float32)
     if not tune:
-        return results, thresholds, None, selected
+        return results, thresholds, None, selected, predictions
     thresholds = metrics.tune_thresholds(y_sel, s_sel)
     model.set_thresholds(thresholds)
     # The model's float32 copy, so the numbers are those of
     # ``mltf.evaluate --thresholds=model``.
     saved = keras.ops.convert_to_numpy(model.thresholds)
-    return results, thresholds, metrics.compute_all(y, s, threshold=saved), selected
+    return (results, thresholds, metrics.compute_all(y, s, threshold=saved), selected,
+            predictions)
 
 
 @dataclasses.dataclass

@@ -72,6 +72,12 @@ def test_choices_are_made_on_the_selection_split(demo_dir, tmp_path):
     assert results["mAP"] == pytest.approx(metrics.compute_all(y, s)["mAP"], abs=1e-6)
     tuned = metrics.compute_all(y, s, threshold=model.thresholds.numpy())
     assert report["metrics_tuned"]["CF1"] == pytest.approx(tuned["CF1"], abs=1e-6)
+    # predictions.npz: the reported split's ids, labels and scores, for paired comparisons.
+    with np.load(tmp_path / "predictions.npz") as saved:
+        ids, _ = splits.read_ids_and_labels(demo_dir, "val")
+        assert sorted(saved["ids"]) == sorted(ids)
+        np.testing.assert_allclose(saved["scores"], s, atol=1e-6)
+        np.testing.assert_array_equal(saved["labels"], y)
 
 
 def test_select_fraction_zero_is_the_old_protocol_and_says_so(demo_dir, tmp_path):
