@@ -84,6 +84,15 @@ def summary(info, output_dir) -> str:
             f"{s.label_counts[i]:>9}" for s in info.splits.values()))
     for reason, count in info.dropped.items():
         lines.append(f"  dropped by the source ({reason}): {count}")
+    one_hot = info.feature_encoding.get("one_hot", {})
+    if one_hot:
+        lines.append(f"  one-hot features ({len(one_hot)}): " + ", ".join(
+            f"{name} ({len(e['values'])} values)" for name, e in list(one_hot.items())[:5])
+            + (", ..." if len(one_hot) > 5 else ""))
+    strings = info.feature_encoding.get("dropped_string", [])
+    if strings:
+        lines.append(f"  string attributes dropped (not features) ({len(strings)}): "
+                     + ", ".join(strings[:5]) + (", ..." if len(strings) > 5 else ""))
     if info.skipped_report:
         lines.append("  unreadable inputs are listed in "
                      + os.path.join(output_dir, info.skipped_report))
