@@ -9,6 +9,8 @@ Examples:
   python tools/make_tfrecords.py --source=arff \
       --arff_train=scene-train.arff --arff_test=scene-test.arff \
       --num_labels=6 --output_dir=data/mulan_scene
+  python tools/make_tfrecords.py --source=coco --data_dir=../shared/data/coco128 \
+      --coco_year=2017 --output_dir=data/coco128
 
 The record format and dataset_info.json are documented in mltf/data/schema.py
 and in the README.
