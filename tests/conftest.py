@@ -150,6 +150,19 @@ COCO_CATEGORIES = [{"id": 7, "name": "toaster", "supercategory": "appliance"},
                    {"id": 3, "name": "car", "supercategory": "vehicle"}]
 
 
+def write_text(folder, name, text):
+    """Writes ``text`` to ``folder/name`` (a small ARFF or label file); returns the path."""
+    path = folder / name
+    path.write_text(text)
+    return str(path)
+
+
+def load_arff(**options):
+    """The arff source's result for these ``arff_source.Options``."""
+    from mltf.data.sources import arff_source
+    return arff_source.load(arff_source.Options(**options))
+
+
 def coco_json(path, images, annotations, categories=COCO_CATEGORIES):
     """images: [(id, file_name)], annotations: [(image_id, category_id, crowd)]."""
     dataset = {

@@ -9,6 +9,8 @@ Examples:
   python tools/make_tfrecords.py --source=arff \
       --arff_train=scene-train.arff --arff_test=scene-test.arff \
       --num_labels=6 --output_dir=data/mulan_scene
+  python tools/make_tfrecords.py --source=coco --data_dir=../shared/data/coco128 \
+      --coco_year=2017 --output_dir=data/coco128
 
 The record format and dataset_info.json are documented in mltf/data/schema.py
 and in the README.
@@ -84,6 +86,15 @@ def summary(info, output_dir) -> str:
             f"{s.label_counts[i]:>9}" for s in info.splits.values()))
     for reason, count in info.dropped.items():
         lines.append(f"  dropped by the source ({reason}): {count}")
+    one_hot = info.feature_encoding.get("one_hot", {})
+    if one_hot:
+        lines.append(f"  one-hot features ({len(one_hot)}): " + ", ".join(
+            f"{name} ({len(e['values'])} values)" for name, e in list(one_hot.items())[:5])
+            + (", ..." if len(one_hot) > 5 else ""))
+    strings = info.feature_encoding.get("dropped_string", [])
+    if strings:
+        lines.append(f"  string attributes dropped (not features) ({len(strings)}): "
+                     + ", ".join(strings[:5]) + (", ..." if len(strings) > 5 else ""))
     if info.skipped_report:
         lines.append("  unreadable inputs are listed in "
                      + os.path.join(output_dir, info.skipped_report))

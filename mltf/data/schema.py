@@ -35,8 +35,10 @@ label order), ``label_cardinality`` (mean labels per example), ``num_empty``
 (examples with no label), ``num_skipped`` and ``labels_file``), ``source``,
 ``arguments`` (the arguments the converter was run with), ``dropped``
 (examples the source left out on purpose, by reason, e.g. COCO images with no
-annotation), ``skipped_report`` (``skipped.txt`` when inputs were unreadable)
-and ``created``.
+annotation), ``feature_encoding`` (features only, when present: how the
+vectors were built from the source's columns, e.g. the arff source's
+``one_hot`` and ``dropped_string`` attributes), ``skipped_report``
+(``skipped.txt`` when inputs were unreadable) and ``created``.
 
 ``<split>.labels.npy`` holds the same labels as the records, in record-write
 order; the input pipeline uses it to draw the label sets of other images
@@ -174,6 +176,7 @@ class DatasetInfo:
     source: str = ""
     arguments: Dict = dataclasses.field(default_factory=dict)
     dropped: Dict[str, int] = dataclasses.field(default_factory=dict)
+    feature_encoding: Dict = dataclasses.field(default_factory=dict)
     feature_dim: Optional[int] = None
     skipped_report: Optional[str] = None
     created: str = ""
@@ -186,6 +189,10 @@ class DatasetInfo:
     def to_json(self) -> str:
         d = dataclasses.asdict(self)
         d["num_labels"] = self.num_labels
+        # Left out when empty, so that the files of other datasets stay as
+        # earlier versions wrote and read them.
+        if not self.feature_encoding:
+            del d["feature_encoding"]
         return json.dumps(d, indent=2, sort_keys=False)
 
     @classmethod

@@ -353,6 +353,7 @@ def write_dataset(source: SourceData, output_dir: str, *,
         source=source_name,
         arguments=dict(arguments or {}),
         dropped=dict(source.dropped),
+        feature_encoding=dict(source.feature_encoding),
         feature_dim=source.feature_dim,
         skipped_report=report,
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(

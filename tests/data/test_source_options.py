@@ -16,7 +16,8 @@ from mltf.data import make_tfrecords, schema, sources
 from mltf.data.sources import SharedOptions, SourceData, option
 
 # Every flag of make_tfrecords as it was before the sources declared their
-# options (written by the code of ee2bf8d): type, default, help, enum values.
+# options (written by the code of ee2bf8d), with the later additions marked:
+# type, default, help, enum values.
 FLAGS_BEFORE = {
     "source": ("string enum", None, "<coco|nuswide|mirflickr|voc|csv|arff|tfds|demo>: "
                "Which raw format to read.",
@@ -45,11 +46,15 @@ FLAGS_BEFORE = {
                    "it are an error.", None),
     "arff_train": ("string", None, "arff: training ARFF file.", None),
     "arff_test": ("string", None, "arff: test ARFF file (optional).", None),
-    "num_labels": ("int", None, "arff: the last k attributes are the labels (default: the "
-                   "trailing {0,1} attributes).", None),
+    # Since issue 15: the MULAN .xml rule, and --coco_splits.
+    "num_labels": ("int", None, "arff: the last k attributes are the labels (default: MEKA's "
+                   "-C, else the MULAN .xml beside the file, else the trailing {0,1} "
+                   "attributes).", None),
     "coco_year": ("string", "2014", "coco: 2014 or 2017.", None),
     "coco_keep_empty": ("bool", False, "coco: keep images with no annotation (the papers "
                         "drop them).", None),
+    "coco_splits": ("comma separated list of strings", None, "coco: splits to convert, of "
+                    "train,val (default: those whose annotation file is there).", None),
     "voc_year": ("string", "2007", "voc: 2007 or 2012.", None),
     "voc_splits": ("comma separated list of strings", ["trainval", "test"],
                    "voc: ImageSets/Main splits to convert.", None),

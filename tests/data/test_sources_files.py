@@ -78,14 +78,67 @@ def test_coco_keep_empty_and_2017(tmp_path):
 def test_coco_missing_one_annotation_file(tmp_path, missing):
     root = coco_tree(tmp_path / "coco")
     os.remove(root / "annotations" / f"instances_{missing}2014.json")
-    with pytest.raises(SourceError, match=f"instances_{missing}2014.json"):
-        sources.load("coco", SourceOptions(data_dir=str(root)))
+    # Asked for by name, the missing split is an error naming its file.
+    with pytest.raises(SourceError, match=f"COCO {missing} annotation file "
+                       rf"\(--coco_splits\) not found: .*instances_{missing}2014.json"):
+        sources.load("coco", SourceOptions(data_dir=str(root), coco_splits=["train", "val"]))
+
+
+def test_coco_converts_the_split_that_is_there(tmp_path):
+    root = coco_tree(tmp_path / "coco")
+    os.remove(root / "annotations" / "instances_val2014.json")
+    # The val image folder is not needed either once its split is not converted.
+    for name in os.listdir(root / "val2014"):
+        os.remove(root / "val2014" / name)
+    os.rmdir(root / "val2014")
+    data = sources.load("coco", SourceOptions(data_dir=str(root)))
+    # One split: the converter's seeded split takes over, as for csv or arff.
+    assert list(data.splits) == ["all"]
+    assert data.dropped == {"train: no annotation": 1}
+    assert {i.key: i.labels for i in data.splits["all"]} == {
+        "a.jpg": [0, 2], "b.jpg": [1], "d.jpg": [2]}
+    info = write_dataset(data, str(tmp_path / "out"), source_name="coco",
+                         val_fraction=1 / 3, progress=False)
+    assert {k: v.num_examples for k, v in info.splits.items()} == {"train": 2, "val": 1}
+    # Named explicitly, the one split converts the same way.
+    again = sources.load("coco", SourceOptions(data_dir=str(root), coco_splits=["train"]))
+    assert [i.key for i in again.splits["all"]] == [i.key for i in data.splits["all"]]
+    with pytest.raises(SourceError, match="--coco_splits: 'test' is not one of train, val"):
+        sources.load("coco", SourceOptions(data_dir=str(root), coco_splits=["test"]))
+
+
+def test_coco128(shared_data, tmp_path):
+    """The real coco128 subset: train2017 only (128 images, 2 without objects)."""
+    import json
+    root = os.path.join(shared_data, "coco128")
+    with open(os.path.join(root, "annotations", "instances_train2017.json")) as f:
+        raw = json.load(f)
+    # Independent reference: the label sets straight from the json.
+    cat_ids = sorted(c["id"] for c in raw["categories"])
+    name_of = {i["id"]: i["file_name"] for i in raw["images"]}
+    expected = {}
+    for ann in raw["annotations"]:
+        expected.setdefault(name_of[ann["image_id"]], set()).add(cat_ids.index(ann["category_id"]))
+    data = sources.load("coco", SourceOptions(data_dir=root, coco_year="2017"))
+    assert len(data.label_names) == 80 and list(data.splits) == ["all"]
+    assert data.dropped == {"train: no annotation": 2}
+    assert {i.key: set(i.labels) for i in data.splits["all"]} == expected
+    assert len(expected) == 126
+    info = write_dataset(data, str(tmp_path / "coco128"), source_name="coco",
+                         resize=64, progress=False)
+    assert {k: v.num_examples for k, v in info.splits.items()} == {"train": 101, "val": 25}
+    assert info.splits["train"].num_skipped == 0
+    counts = [sum(i in labels for labels in expected.values()) for i in range(80)]
+    assert [a + b for a, b in zip(info.splits["train"].label_counts,
+                                  info.splits["val"].label_counts)] == counts
+    assert sum(c > 0 for c in counts) == 71
 
 
 def test_coco_errors(tmp_path):
     root = coco_tree(tmp_path / "coco")
-    # No 2017 files at all: the first one looked for is named.
-    with pytest.raises(SourceError, match="instances_train2017.json"):
+    # No 2017 files at all: both looked for are named.
+    with pytest.raises(SourceError, match="no COCO annotation file found: .*"
+                       "instances_train2017.json and .*instances_val2017.json"):
         sources.load("coco", SourceOptions(data_dir=str(root), coco_year="2017"))
     with pytest.raises(SourceError, match="coco_year"):
         sources.load("coco", SourceOptions(data_dir=str(root), coco_year="2015"))

@@ -2,45 +2,51 @@
 
 ``--arff_train`` (and optionally ``--arff_test``) name ARFF files such as
 ``../shared/data/mulan/scene/scene-train.arff``. Each data row becomes one
-feature record (``kind == "features"``): the non-label attributes, in file
-order, are the feature vector; the label attributes give the label indices.
-
-Which attributes are labels:
-
-- ``--num_labels=k``: the last ``k`` attributes;
-- else a MEKA relation name with ``-C k`` (e.g. ``@relation 'scene: -C -6'``):
-  as in MEKA, ``-C -k`` means the last ``k`` attributes and ``-C k`` (k > 0)
-  the first ``k``;
-- else the trailing run of attributes whose type is the nominal ``{0,1}``
-  (how MULAN files are written).
-
-The parser is self-contained (no liac-arff or scipy): ``@relation``,
-``@attribute`` (names may be quoted; types ``numeric``/``real``/``integer`` or
-nominal ``{a,b,...}``), ``@data``, ``%`` comment lines and blank lines, with
-dense (``v1,v2,...``) or sparse (``{index value, ...}``) rows. In a sparse row
-an omitted numeric value is 0 and an omitted nominal value is the first value
+feature record (``kind == "features"``); the label attributes give the label
+indices. liac-arff (``import arff``) reads the files, dense
+(``v1,v2,...``) or sparse (``{index value, ...}``) rows; in a sparse row an
+omitted numeric value is 0 and an omitted nominal value is the first value
 the attribute declares (0 for ``{0,1}``), as in Weka.
 
-mltf wants complete numeric features, so a nominal/string/date feature
-attribute, a missing value (``?``) in a feature, a non-numeric feature value,
-a label value other than 0/1, a row with the wrong number of fields and train
-and test files whose attribute lists differ are all errors naming the file
-and line.
+Which attributes are labels, the first rule that applies:
+
+- ``--num_labels=k``: the last ``k`` attributes;
+- a MEKA relation name with ``-C k`` (e.g. ``@relation 'scene: -C -6'``):
+  as in MEKA, ``-C -k`` means the last ``k`` attributes and ``-C k`` (k > 0)
+  the first ``k``;
+- a MULAN label file beside the train file, ``<stem>.xml`` where ``<stem>``
+  starts the ARFF's name (``Corel5k.xml`` for ``Corel5k-train-sparse.arff``):
+  the attributes its ``<label name="..."/>`` elements name;
+- else the trailing run of attributes whose type is the nominal ``{0,1}``.
+
+Labels must be numeric or nominal ``{0,1}`` with values 0/1. The features are
+the other attributes, in file order: numeric ones and nominal ones whose
+values are among ``{0,1}`` (how MULAN's text sets declare binary features)
+as numbers; any other nominal attribute one-hot, one column per declared
+value in declared order; string attributes (ids, as in genbase) are dropped.
+``feature_encoding`` in ``dataset_info.json`` says which were one-hot
+(``{"one_hot": {name: {"column": first column, "values": [...]}}}``) and
+which dropped (``"dropped_string": [names]``).
+
+A missing value (``?``) or a non-finite number in a feature, a label value
+other than 0/1, a row that does not fit the header and train and test files
+whose attribute lists differ are errors naming the file and line.
 
 Record keys are ``train-000000``, ``test-000000``, ... (row index in its
 file). With only a train file the converter makes a seeded train/val split.
 """
 
+import contextlib
 import dataclasses
-import math
+import os
 import re
-from typing import Dict, List, Optional, Tuple
+import xml.etree.ElementTree as ElementTree
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
 from mltf.data.sources.base import (ALL, Item, SharedOptions, SourceData,
                                     SourceError, option, require_file)
-
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,336 +60,326 @@ class Options(SharedOptions):
     """
     arff_train: Optional[str] = option("string", None, "training ARFF file.")
     arff_test: Optional[str] = option("string", None, "test ARFF file (optional).")
-    num_labels: Optional[int] = option("integer", None, "the last k attributes are the labels "
-                                       "(default: the trailing {0,1} attributes).")
+    num_labels: Optional[int] = option(
+        "integer", None, "the last k attributes are the labels (default: MEKA's -C, "
+        "else the MULAN .xml beside the file, else the trailing {0,1} attributes).")
 
 
-_NUMERIC_TYPES = {"numeric", "real", "integer"}
 _MEKA_C = re.compile(r"(?:^|\s)-C\s+(-?\d+)(?=\s|$|['\"])")
+
+# What each liac-arff exception means; its own message is not used, since it
+# embeds the whole offending row (bibtex's run to thousands of characters).
+_LIAC_REASONS = {
+    "BadRelationFormat": "bad @relation line",
+    "BadAttributeFormat": "bad @attribute line",
+    "BadAttributeType": "unsupported attribute type (numeric, real, integer, string "
+                        "or {nominal values}; not date)",
+    "BadAttributeName": "attribute declared twice",
+    "BadDataFormat": "the row does not fit the header (wrong number of values, or a "
+                     "sparse index past the last attribute)",
+    "BadNominalValue": "a value its nominal attribute does not declare",
+    "BadNominalFormatting": "a nominal value with spaces is not quoted",
+    "BadNumericalValue": "a value of a numeric attribute is not a number",
+    "BadStringValue": "a string value with spaces is not quoted",
+    "BadLayout": "not ARFF here (@relation, @attribute lines, @data, then rows; "
+                 "quotes and braces must close)",
+}
+
+
+def _cut(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def _cut_values(values: List[str], shown: int = 5) -> str:
+    more = f",... ({len(values)} values)" if len(values) > shown else ""
+    return "{" + ",".join(values[:shown]) + more + "}"
 
 
 @dataclasses.dataclass
 class Attribute:
+    """One ``@attribute`` declaration.
+
+    Args:
+      name: the attribute's name.
+      kind: ``"numeric"``, ``"nominal"`` or ``"string"``.
+      values: the nominal values in declared order, else None.
+      line: where it is declared.
+    """
     name: str
-    type: str  # "numeric", "nominal" or the declared type, lower-cased
-    values: Optional[List[str]]  # nominal values, else None
+    kind: str
+    values: Optional[List[str]]
     line: int
 
+    @property
+    def binary(self) -> bool:
+        return self.kind == "nominal" and set(self.values) <= {"0", "1"}
+
     def signature(self) -> Tuple:
-        return (self.name, self.type, tuple(self.values or ()))
+        return self.name, self.kind, tuple(self.values or ())
 
     def describe(self) -> str:
-        if self.type == "nominal":
-            return f"{self.name!r} {{{','.join(self.values)}}}"
-        return f"{self.name!r} {self.type}"
+        kind = _cut_values(self.values) if self.kind == "nominal" else self.kind
+        return f"{self.name!r} {kind}"
 
 
-@dataclasses.dataclass
-class ArffFile:
-    path: str
-    relation: str
-    attributes: List[Attribute]
-    # (line number, one string per attribute; None where a sparse row omits it)
-    rows: List[Tuple[int, List[Optional[str]]]]
+class _Lines:
+    """An ARFF file's lines as liac-arff reads them, counted: liac-arff decodes
+    rows lazily and tells neither which line a row (or an error in the data)
+    came from nor where an attribute was declared."""
+
+    def __init__(self, f):
+        self._f = f
+        self.number = 0
+        self.text = ""
+        self.attribute_lines: List[int] = []
+        self.data_seen = False
+        self.finished = False
+
+    def __iter__(self):
+        for self.number, self.text in enumerate(self._f, start=1):
+            head = self.text.lstrip(" \r\n")[:10].upper()
+            if head.startswith("@ATTRIBUTE"):
+                self.attribute_lines.append(self.number)
+            elif head.startswith("@DATA"):
+                self.data_seen = True
+            yield self.text
+        self.finished = True
 
 
-def _unquote(token: str) -> str:
-    token = token.strip()
-    if len(token) >= 2 and token[0] == token[-1] and token[0] in "'\"":
-        body = token[1:-1]
-        return re.sub(r"\\(.)", r"\1", body)
-    return token
+def _liac_error(path: str, lines: _Lines, e: Exception) -> SourceError:
+    if lines.finished and not lines.data_seen:
+        return SourceError(f"{path}: no @data section")
+    reason = _LIAC_REASONS.get(type(e).__name__, type(e).__name__)
+    return SourceError(f"{path} line {lines.number}: {reason}: "
+                       f"{_cut(lines.text.strip())}")
 
 
-def _take_token(text: str, path: str, line: int) -> Tuple[str, str]:
-    """Splits the first (possibly quoted) token off ``text``."""
-    text = text.lstrip()
-    if not text:
-        raise SourceError(f"{path} line {line}: missing name")
-    if text[0] in "'\"":
-        quote = text[0]
-        i = 1
-        while i < len(text):
-            if text[i] == "\\":
-                i += 2
-                continue
-            if text[i] == quote:
-                return _unquote(text[:i + 1]), text[i + 1:]
-            i += 1
-        raise SourceError(f"{path} line {line}: unclosed quote in {text!r}")
-    m = re.match(r"[^\s{]+", text)
-    if m is None:
-        raise SourceError(f"{path} line {line}: missing name before {text!r}")
-    return m.group(0), text[m.end():]
-
-
-def _split_values(text: str) -> List[str]:
-    """Comma-separated values, honouring simple quotes."""
-    if "'" not in text and '"' not in text:
-        return [v.strip() for v in text.split(",")]
-    out, current, quote, i = [], [], None, 0
-    while i < len(text):
-        c = text[i]
-        if quote:
-            if c == "\\" and i + 1 < len(text):
-                current.append(text[i:i + 2])
-                i += 2
-                continue
-            if c == quote:
-                quote = None
-        elif c in "'\"":
-            quote = c
-        elif c == ",":
-            out.append("".join(current))
-            current = []
-            i += 1
-            continue
-        current.append(c)
-        i += 1
-    out.append("".join(current))
-    return [_unquote(v) for v in out]
-
-
-def _parse_attribute(rest: str, path: str, line: int) -> Attribute:
-    name, rest = _take_token(rest, path, line)
-    rest = rest.strip()
-    if rest.startswith("{"):
-        if not rest.endswith("}"):
-            raise SourceError(f"{path} line {line}: attribute {name!r}: "
-                              f"unclosed nominal value list {rest!r}")
-        values = [v for v in _split_values(rest[1:-1])]
-        if any(v == "" for v in values):
-            raise SourceError(f"{path} line {line}: attribute {name!r}: empty "
-                              f"nominal value in {rest!r}")
-        return Attribute(name, "nominal", values, line)
-    if not rest:
-        raise SourceError(f"{path} line {line}: attribute {name!r} has no type")
-    kind = rest.split()[0].lower()
-    if kind in _NUMERIC_TYPES:
-        kind = "numeric"
-    return Attribute(name, kind, None, line)
-
-
-def parse_arff(path: str) -> ArffFile:
-    """Reads an ARFF file's header and rows (values are kept as strings)."""
+@contextlib.contextmanager
+def _open_arff(path: str):
+    """Yields ``(relation, attributes, rows)``; ``rows`` yields
+    ``(line, values)`` with liac-arff's values: a number, a string, None for
+    ``?`` and, for a nominal value, its index among the declared values
+    (``encode_nominal``: far faster to turn into numbers than strings)."""
+    import arff  # liac-arff, imported only for this source
     require_file(path, "ARFF file")
-    relation = ""
-    attributes: List[Attribute] = []
-    rows: List[Tuple[int, List[Optional[str]]]] = []
-    in_data = False
     with open(path, encoding="utf-8-sig", errors="replace") as f:
-        for line_no, raw in enumerate(f, start=1):
-            text = raw.strip()
-            if not text or text.startswith("%"):
-                continue
-            if not in_data:
-                if not text.startswith("@"):
-                    raise SourceError(f"{path} line {line_no}: expected "
-                                      f"@relation, @attribute or @data, got "
-                                      f"{text[:60]!r}")
-                m = re.match(r"(@\w+)(.*)$", text)
-                keyword = m.group(1).lower() if m else text.split()[0]
-                rest = m.group(2) if m else ""
-                if keyword == "@relation":
-                    relation = _unquote(rest.strip())
-                elif keyword == "@attribute":
-                    attributes.append(_parse_attribute(rest, path, line_no))
-                elif keyword == "@data":
-                    if not attributes:
-                        raise SourceError(f"{path} line {line_no}: @data "
-                                          "before any @attribute")
-                    in_data = True
-                else:
-                    raise SourceError(f"{path} line {line_no}: unknown "
-                                      f"declaration {keyword!r}")
-                continue
-            rows.append((line_no, _parse_row(text, len(attributes), path,
-                                             line_no)))
-    if not in_data:
-        raise SourceError(f"{path}: no @data section")
-    names = [a.name for a in attributes]
-    if len(set(names)) != len(names):
-        dup = next(a for i, a in enumerate(attributes) if a.name in names[:i])
-        raise SourceError(f"{path} line {dup.line}: attribute {dup.name!r} is "
-                          "declared twice")
-    if not rows:
-        raise SourceError(f"{path}: no data rows under @data")
-    return ArffFile(path, relation, attributes, rows)
+        lines = _Lines(f)
+        try:
+            decoded = arff.load(lines, encode_nominal=True, return_type=arff.DENSE_GEN)
+        except arff.ArffException as e:
+            raise _liac_error(path, lines, e) from None
+        attributes = []
+        for (name, kind), line in zip(decoded["attributes"], lines.attribute_lines):
+            if isinstance(kind, list):
+                attributes.append(Attribute(name, "nominal", list(kind), line))
+            else:
+                attributes.append(Attribute(name, "string" if kind == "STRING"
+                                            else "numeric", None, line))
 
-
-def _parse_row(text: str, n: int, path: str, line: int) -> List[Optional[str]]:
-    if text.startswith("{"):
-        if not text.endswith("}"):
-            raise SourceError(f"{path} line {line}: sparse row is not closed "
-                              "with '}'")
-        values: List[Optional[str]] = [None] * n
-        body = text[1:-1].strip()
-        if not body:
-            return values
-        for entry in body.split(","):
-            parts = entry.strip().split(None, 1)
-            if len(parts) != 2:
-                raise SourceError(f"{path} line {line}: sparse entry "
-                                  f"{entry.strip()!r} is not 'index value'")
+        def rows() -> Iterator[Tuple[int, list]]:
             try:
-                index = int(parts[0])
-            except ValueError:
-                raise SourceError(f"{path} line {line}: sparse index "
-                                  f"{parts[0]!r} is not an integer") from None
-            if not 0 <= index < n:
-                raise SourceError(f"{path} line {line}: sparse index {index} "
-                                  f"outside 0..{n - 1}")
-            if values[index] is not None:
-                raise SourceError(f"{path} line {line}: sparse index {index} "
-                                  "appears twice")
-            values[index] = _unquote(parts[1])
-        return values
-    values = _split_values(text)
-    if len(values) != n:
-        raise SourceError(f"{path} line {line}: {len(values)} fields, the "
-                          f"header declares {n} attributes")
-    return values
+                for values in decoded["data"]:
+                    yield lines.number, values
+            except arff.ArffException as e:
+                raise _liac_error(path, lines, e) from None
+
+        yield decoded["relation"], attributes, rows()
 
 
-def _label_positions(arff: ArffFile, num_labels: Optional[int]) -> List[int]:
+def _xml_labels(arff_path: str) -> Optional[Tuple[str, List[str]]]:
+    """``(xml path, label names)`` from the MULAN label file beside
+    ``arff_path`` (the longest ``<stem>.xml`` whose stem starts its name)."""
+    folder = os.path.dirname(os.path.abspath(arff_path))
+    name = os.path.basename(arff_path)
+    stems = [f[:-4] for f in os.listdir(folder)
+             if f.lower().endswith(".xml") and name.startswith(f[:-4])]
+    if not stems:
+        return None
+    path = os.path.join(folder, max(stems, key=len) + ".xml")
+    try:
+        root = ElementTree.parse(path).getroot()
+    except ElementTree.ParseError as e:
+        raise SourceError(f"{path}: not a MULAN label file ({e})") from None
+    # MULAN may nest labels (hierarchies) and puts them in its namespace.
+    names = [el.get("name") for el in root.iter() if el.tag.rsplit("}", 1)[-1] == "label"]
+    if not names or None in names:
+        raise SourceError(f"{path}: expected <label name=\"...\"/> elements")
+    return path, names
+
+
+def _label_positions(path: str, relation: str, attributes: List[Attribute],
+                     num_labels: Optional[int]) -> List[int]:
     """Indices of the label attributes (see the module docstring)."""
-    n = len(arff.attributes)
+    n = len(attributes)
     if num_labels is not None:
         k = int(num_labels)
         if not 0 < k < n:
-            raise SourceError(f"{arff.path}: --num_labels={k} must be between "
-                              f"1 and {n - 1} (the file has {n} attributes)")
+            raise SourceError(f"{path}: --num_labels={k} must be between 1 and "
+                              f"{n - 1} (the file has {n} attributes)")
         return list(range(n - k, n))
-    m = _MEKA_C.search(arff.relation)
+    m = _MEKA_C.search(relation)
     if m:
         c = int(m.group(1))
         if c == 0 or abs(c) >= n:
-            raise SourceError(f"{arff.path}: relation {arff.relation!r} has "
-                              f"-C {c}, but the file has {n} attributes")
+            raise SourceError(f"{path}: relation {relation!r} has -C {c}, but the "
+                              f"file has {n} attributes")
         return list(range(c)) if c > 0 else list(range(n + c, n))
+    xml = _xml_labels(path)
+    if xml is not None:
+        xml_path, names = xml
+        known = {a.name for a in attributes}
+        missing = [name for name in names if name not in known]
+        if missing:
+            raise SourceError(f"{xml_path}: labels {_cut_values(missing)} are not "
+                              f"attributes of {path}")
+        wanted = set(names)
+        return [i for i, a in enumerate(attributes) if a.name in wanted]
     k = 0
-    for attribute in reversed(arff.attributes):
-        if attribute.type == "nominal" and sorted(attribute.values) == ["0", "1"]:
-            k += 1
-        else:
-            break
+    while k < n and attributes[n - 1 - k].binary:
+        k += 1
     if k == 0:
         raise SourceError(
-            f"{arff.path}: cannot tell which attributes are labels: the last "
-            "attribute is not nominal {0,1} and the relation name has no MEKA "
-            "-C option; pass --num_labels")
-    if k >= n:
-        raise SourceError(f"{arff.path}: every attribute is {{0,1}}; pass "
-                          "--num_labels to say how many of the last ones are "
-                          "labels")
+            f"{path}: cannot tell which attributes are labels: the last attribute is "
+            "not nominal {0,1}, the relation name has no MEKA -C option and no MULAN "
+            ".xml is beside the file; pass --num_labels")
+    if k == n:
+        raise SourceError(f"{path}: every attribute is {{0,1}}; pass --num_labels "
+                          "(or put the dataset's MULAN .xml beside the file)")
     return list(range(n - k, n))
 
 
-def _check_types(arff: ArffFile, label_positions: List[int]) -> None:
-    labels = set(label_positions)
-    for i, a in enumerate(arff.attributes):
-        if i in labels:
-            if a.type == "numeric":
-                continue
-            if a.type == "nominal" and set(a.values) <= {"0", "1"}:
-                continue
-            raise SourceError(f"{arff.path} line {a.line}: label attribute "
-                              f"{a.describe()} must be nominal {{0,1}} or "
-                              "numeric 0/1")
-        elif a.type != "numeric":
-            raise SourceError(
-                f"{arff.path} line {a.line}: feature attribute {a.describe()} "
-                "is not numeric; mltf needs numeric features (encode it as "
-                "numbers, or count it among the labels with --num_labels)")
+@dataclasses.dataclass
+class _Layout:
+    """Where each attribute goes: the label positions, the columns of the
+    features read as numbers, the one-hot attributes (position, first
+    column) and what ``feature_encoding`` says. A nominal {0,1} attribute's
+    value is its index unless it declares 1 first ({1,0}): then the labels
+    and columns listed in ``*_flipped`` hold 1 - index."""
+    labels: List[int]
+    number_positions: List[int] = dataclasses.field(default_factory=list)
+    number_columns: List[int] = dataclasses.field(default_factory=list)
+    one_hot: List[Tuple[int, int]] = dataclasses.field(default_factory=list)
+    feature_dim: int = 0
+    encoding: Dict[str, object] = dataclasses.field(default_factory=dict)
+    labels_flipped: List[int] = dataclasses.field(default_factory=list)
+    columns_flipped: List[int] = dataclasses.field(default_factory=list)
 
 
-def _check_same_attributes(train: ArffFile, test: ArffFile) -> None:
-    a, b = train.attributes, test.attributes
+def _flipped(a: Attribute) -> bool:
+    return a.kind == "nominal" and a.values[0] == "1"
+
+
+def _layout(path: str, attributes: List[Attribute], labels: List[int]) -> _Layout:
+    for p in labels:
+        a = attributes[p]
+        if a.kind != "numeric" and not a.binary:
+            raise SourceError(f"{path} line {a.line}: label attribute {a.describe()} "
+                              "must be nominal {0,1} or numeric 0/1")
+    label_set = set(labels)
+    layout = _Layout(labels, labels_flipped=[
+        j for j, p in enumerate(labels) if _flipped(attributes[p])])
+    one_hot, dropped = {}, []
+    for p, a in enumerate(attributes):
+        if p in label_set:
+            continue
+        if a.kind == "string":
+            dropped.append(a.name)
+        elif a.kind == "numeric" or a.binary:
+            layout.number_positions.append(p)
+            layout.number_columns.append(layout.feature_dim)
+            if _flipped(a):
+                layout.columns_flipped.append(layout.feature_dim)
+            layout.feature_dim += 1
+        else:
+            layout.one_hot.append((p, layout.feature_dim))
+            one_hot[a.name] = {"column": layout.feature_dim, "values": list(a.values)}
+            layout.feature_dim += len(a.values)
+    if one_hot:
+        layout.encoding["one_hot"] = one_hot
+    if dropped:
+        layout.encoding["dropped_string"] = dropped
+    if not layout.feature_dim:
+        raise SourceError(f"{path}: no feature attribute is left besides the labels "
+                          "and the string attributes")
+    return layout
+
+
+def _row_error(path, line, attributes, layout, values) -> SourceError:
+    """The first bad value of a row the fast path refused."""
+    for p in layout.labels + layout.number_positions + [p for p, _ in layout.one_hot]:
+        value, name = values[p], attributes[p].name
+        what = "label" if p in layout.labels else "feature"
+        if value is None:
+            return SourceError(f"{path} line {line}: {what} {name!r} is missing ('?'); "
+                               f"mltf needs complete {what}s (impute the missing values first)")
+        if attributes[p].kind == "nominal":
+            continue
+        number = float(value)
+        if what == "label" and number not in (0.0, 1.0):
+            return SourceError(f"{path} line {line}: label {name!r} has '{number:g}'; "
+                               "expected 0 or 1")
+        if not np.isfinite(number):
+            return SourceError(f"{path} line {line}: feature {name!r} has '{number:g}'; "
+                               "features must be finite")
+    raise AssertionError("_row_error called on a good row")
+
+
+def _items(path: str, rows, split: str, attributes: List[Attribute],
+           layout: _Layout) -> List[Item]:
+    items = []
+    for row_index, (line, values) in enumerate(rows):
+        # None ('?') becomes NaN here, so one finiteness check finds it.
+        on = np.asarray([values[p] for p in layout.labels], np.float64)
+        features = np.zeros(layout.feature_dim, np.float32)
+        features[layout.number_columns] = [values[p] for p in layout.number_positions]
+        on[layout.labels_flipped] = 1 - on[layout.labels_flipped]
+        features[layout.columns_flipped] = 1 - features[layout.columns_flipped]
+        bad = not (np.isin(on, (0.0, 1.0)).all() and np.isfinite(features).all())
+        for p, column in layout.one_hot:
+            if values[p] is None:
+                bad = True
+            else:
+                features[column + values[p]] = 1.0
+        if bad:
+            raise _row_error(path, line, attributes, layout, values)
+        items.append(Item(key=f"{split}-{row_index:06d}",
+                          labels=np.flatnonzero(on).tolist(), features=features))
+    if not items:
+        raise SourceError(f"{path}: no data rows under @data")
+    return items
+
+
+def _check_same_attributes(train: str, a: List[Attribute], test: str,
+                           b: List[Attribute]) -> None:
     for x, y in zip(a, b):
         if x.signature() != y.signature():
             raise SourceError(
-                f"{test.path} line {y.line}: attribute {y.describe()} differs "
-                f"from {train.path} line {x.line}: {x.describe()}; the train "
-                "and test files must declare the same attributes")
+                f"{test} line {y.line}: attribute {y.describe()} differs from {train} "
+                f"line {x.line}: {x.describe()}; the train and test files must declare "
+                "the same attributes")
     if len(a) != len(b):
-        longer, shorter = (train, test) if len(a) > len(b) else (test, train)
-        extra = longer.attributes[len(shorter.attributes)]
+        longer, extra, shorter = ((train, a[len(b)], test) if len(a) > len(b)
+                                  else (test, b[len(a)], train))
         raise SourceError(
-            f"{longer.path} line {extra.line}: attribute {extra.describe()} is "
-            f"not in {shorter.path} ({len(a)} vs {len(b)} attributes); the "
-            "train and test files must declare the same attributes")
-
-
-def _items(arff: ArffFile, split: str, label_positions: List[int]) -> List[Item]:
-    label_index = {p: j for j, p in enumerate(label_positions)}
-    attributes = arff.attributes
-    feature_positions = [i for i in range(len(attributes)) if i not in label_index]
-    items = []
-    for row_index, (line, values) in enumerate(arff.rows):
-        labels = []
-        for p, j in label_index.items():
-            value = values[p]
-            if value is None:  # omitted in a sparse row
-                a = attributes[p]
-                value = a.values[0] if a.type == "nominal" else "0"
-            if value in ("1", "0"):
-                is_on = value == "1"
-            else:
-                try:
-                    number = float(value)
-                except ValueError:
-                    number = None
-                if number not in (0.0, 1.0):
-                    raise SourceError(
-                        f"{arff.path} line {line}: label {attributes[p].name!r} "
-                        f"has {value!r}; expected 0 or 1")
-                is_on = number == 1.0
-            if is_on:
-                labels.append(j)
-        features = np.zeros(len(feature_positions), np.float32)
-        for k, p in enumerate(feature_positions):
-            value = values[p]
-            if value is None:
-                continue
-            if value == "?":
-                raise SourceError(
-                    f"{arff.path} line {line}: feature {attributes[p].name!r} "
-                    "is missing ('?'); mltf needs complete features (impute "
-                    "the missing values first)")
-            try:
-                number = float(value)
-            except ValueError:
-                raise SourceError(
-                    f"{arff.path} line {line}: feature {attributes[p].name!r} "
-                    f"has {value!r}, which is not a number") from None
-            if not math.isfinite(number):
-                raise SourceError(
-                    f"{arff.path} line {line}: feature {attributes[p].name!r} "
-                    f"has {value!r}; features must be finite")
-            features[k] = number
-        items.append(Item(key=f"{split}-{row_index:06d}", labels=sorted(labels),
-                          features=features))
-    return items
+            f"{longer} line {extra.line}: attribute {extra.describe()} is not in "
+            f"{shorter} ({len(a)} vs {len(b)} attributes); the train and test files "
+            "must declare the same attributes")
 
 
 def load(options: Options) -> SourceData:
     if not options.arff_train:
         raise SourceError("the arff source needs --arff_train")
-    train = parse_arff(options.arff_train)
-    label_positions = _label_positions(train, options.num_labels)
-    _check_types(train, label_positions)
-    test = None
+    path = options.arff_train
+    with _open_arff(path) as (relation, attributes, rows):
+        positions = _label_positions(path, relation, attributes, options.num_labels)
+        layout = _layout(path, attributes, positions)
+        train_items = _items(path, rows, "train", attributes, layout)
+    splits: Dict[str, List[Item]] = {ALL: train_items}
     if options.arff_test:
-        test = parse_arff(options.arff_test)
-        _check_same_attributes(train, test)
-    label_names = [train.attributes[p].name for p in label_positions]
-    feature_dim = len(train.attributes) - len(label_positions)
-    train_items = _items(train, "train", label_positions)
-    splits: Dict[str, List[Item]]
-    if test is None:
-        splits = {ALL: train_items}
-    else:
-        splits = {"train": train_items,
-                  "test": _items(test, "test", label_positions)}
-    return SourceData(label_names=label_names, splits=splits, kind="features",
-                      feature_dim=feature_dim)
+        with _open_arff(options.arff_test) as (_, test_attributes, rows):
+            _check_same_attributes(path, attributes, options.arff_test, test_attributes)
+            splits = {"train": train_items,
+                      "test": _items(options.arff_test, rows, "test", attributes, layout)}
+    return SourceData(label_names=[attributes[p].name for p in positions], splits=splits,
+                      kind="features", feature_dim=layout.feature_dim,
+                      feature_encoding=layout.encoding)

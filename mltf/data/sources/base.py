@@ -57,12 +57,16 @@ class SourceData:
       feature_dim: length of the feature vectors (feature datasets).
       dropped: counts of examples the source left out on purpose, by reason,
         e.g. ``{"train: no annotation": 35}``. Written to dataset_info.json.
+      feature_encoding: how a feature source built its vectors from its
+        columns, when not one number per column (the arff source's one-hot
+        and dropped attributes). Written to dataset_info.json.
     """
     label_names: List[str]
     splits: Dict[str, List[Item]]
     kind: str = "image"
     feature_dim: Optional[int] = None
     dropped: Dict[str, int] = dataclasses.field(default_factory=dict)
+    feature_encoding: Dict[str, object] = dataclasses.field(default_factory=dict)
 
 
 ALL = "all"
