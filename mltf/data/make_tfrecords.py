@@ -49,6 +49,10 @@ def define_flags(flag_values=FLAGS):
                        "Test fraction, for sources without an official split.", flag_values=fv)
     flags.DEFINE_integer("seed", 0, "Seed of the split, of the write order and of the demo data.",
                          flag_values=fv)
+    flags.DEFINE_enum("split_method", "iterative", ["iterative", "random"],
+                      "How sources without an official split are split: iterative "
+                      "(label-stratified) or random (the split of mltf before 2026-12).",
+                      flag_values=fv)
     flags.DEFINE_string("resize", None, "Resize images on write: N or HxW (e.g. 256). "
                         "Default: keep the original bytes.", flag_values=fv)
     flags.DEFINE_integer("jpeg_quality", 95, "JPEG quality when --resize re-encodes.",
@@ -125,7 +129,7 @@ def main(argv, values, flag_names):
             data, values.output_dir, source_name=values.source,
             arguments=arguments, num_shards=values.num_shards,
             val_fraction=values.val_fraction, test_fraction=values.test_fraction,
-            seed=values.seed, resize=values.resize,
+            seed=values.seed, split_method=values.split_method, resize=values.resize,
             jpeg_quality=values.jpeg_quality, num_workers=values.num_workers,
             overwrite=values.overwrite, progress=values.progress)
     except (sources.SourceError, FileExistsError, FileNotFoundError, ValueError) as e:

@@ -55,14 +55,18 @@ def holdout_mask(labels, fraction: float, seed: int = 0,
                                                 random_state=seed)
     _, held_out = next(splitter.split(np.zeros((n, 1)), (labels > 0).astype(int)))
     mask[held_out] = True
-    # The package can miss the asked size by an example or two; trim or fill
-    # at random so the size is exact.
+    # The package can miss the asked size by a few examples; trim or fill at
+    # random so the size is exact, never trimming a label's last example.
     rng = np.random.default_rng(seed)
-    extra = int(mask.sum()) - count
-    if extra > 0:
-        mask[rng.choice(np.flatnonzero(mask), extra, replace=False)] = False
-    elif extra < 0:
-        mask[rng.choice(np.flatnonzero(~mask), -extra, replace=False)] = True
+    positive = labels > 0
+    for _ in range(int(mask.sum()) - count):
+        counts = positive[mask].sum(axis=0)
+        rows = np.flatnonzero(mask)
+        # Rows none of whose labels would be left without a held-out example.
+        safe = rows[~(positive[rows] & (counts < 2)).any(axis=1)]
+        mask[rng.choice(safe if len(safe) else rows)] = False
+    if mask.sum() < count:
+        mask[rng.choice(np.flatnonzero(~mask), count - int(mask.sum()), replace=False)] = True
     return mask
 
 

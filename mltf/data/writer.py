@@ -30,6 +30,7 @@ import tensorflow as tf
 
 from mltf.utils import imageio, sizes
 from mltf.data import schema
+from mltf.data import splits as data_splits
 from mltf.data.sources.base import ALL, Item, SourceData, SourceError
 
 # One shard per this many examples when --num_shards is not given: about
@@ -42,12 +43,25 @@ class _Skip(Exception):
 
 
 def split_items(items: Sequence[Item], val_fraction: float,
-                test_fraction: float, seed: int) -> Dict[str, List[Item]]:
-    """Seeded random train/val(/test) split of a source without one."""
+                test_fraction: float, seed: int,
+                method: str = "iterative") -> Dict[str, List[Item]]:
+    """Seeded train/val(/test) split of a source without one.
+
+    Args:
+      items: the source's items.
+      val_fraction, test_fraction: the shares of val and test.
+      seed: the split's seed.
+      method: ``"iterative"`` (label-stratified: every label's share in each
+        part as close to the part's size as the counts allow,
+        ``mltf.data.splits``) or ``"random"`` (a seeded shuffle, the split of
+        datasets written before the option existed).
+    """
     if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1 or (
             val_fraction + test_fraction >= 1):
         raise ValueError("val_fraction and test_fraction must be in [0, 1) "
                          f"and sum below 1; got {val_fraction}, {test_fraction}")
+    if method != "random":
+        return _stratified_split(items, val_fraction, test_fraction, seed, method)
     order = list(range(len(items)))
     random.Random(seed).shuffle(order)
     n = len(items)
@@ -58,6 +72,24 @@ def split_items(items: Sequence[Item], val_fraction: float,
         out["val"] = [items[i] for i in order[:n_val]]
     if n_test:
         out["test"] = [items[i] for i in order[n_val:n_val + n_test]]
+    return out
+
+
+def _stratified_split(items, val_fraction, test_fraction, seed, method):
+    """``split_items`` by ``data_splits.holdout_mask``: val and test together
+    first, then test out of them."""
+    num_labels = 1 + max((int(i) for item in items for i in item.labels), default=0)
+    labels = schema.multi_hot_np([item.labels for item in items], num_labels)
+    held = data_splits.holdout_mask(labels, val_fraction + test_fraction, seed, method)
+    test = np.zeros(len(items), bool)
+    if test_fraction and held.any():
+        share = test_fraction / (val_fraction + test_fraction)
+        test[np.flatnonzero(held)[data_splits.holdout_mask(labels[held], share, seed + 1,
+                                                       method)]] = True
+    out = {"train": [item for item, h in zip(items, held) if not h]}
+    for name, mask in (("val", held & ~test), ("test", test)):
+        if mask.any():
+            out[name] = [item for item, m in zip(items, mask) if m]
     return out
 
 
@@ -189,6 +221,7 @@ def write_dataset(source: SourceData, output_dir: str, *,
                   val_fraction: float = 0.2,
                   test_fraction: float = 0.0,
                   seed: int = 0,
+                  split_method: str = "iterative",
                   resize=None,
                   jpeg_quality: int = 95,
                   num_workers: int = 0,
@@ -209,6 +242,8 @@ def write_dataset(source: SourceData, output_dir: str, *,
       val_fraction, test_fraction, seed: the seeded split used when the source
         has none (one split named ``all``); ``seed`` also fixes the order in
         which examples are written.
+      split_method: that split's method, ``"iterative"`` (label-stratified)
+        or ``"random"`` (see ``split_items``).
       resize: ``None`` keeps the original bytes; ``N`` or ``(H, W)`` resizes
         (antialiased) and re-encodes as JPEG of ``jpeg_quality``.
       num_workers: threads that read and validate images (0: one per core).
@@ -220,7 +255,8 @@ def write_dataset(source: SourceData, output_dir: str, *,
         if len(splits) > 1:
             raise SourceError(f"a source returns either one split {ALL!r} or "
                               f"named splits, not both: {sorted(splits)}")
-        splits = split_items(list(splits[ALL]), val_fraction, test_fraction, seed)
+        splits = split_items(list(splits[ALL]), val_fraction, test_fraction, seed,
+                             split_method)
     # An empty list is a split with nothing in it: leave it out.
     splits = {k: v for k, v in splits.items() if _maybe_len(v) != 0}
     if not splits:

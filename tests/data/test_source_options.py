@@ -29,6 +29,9 @@ FLAGS_BEFORE = {
     "test_fraction": ("float", 0.0, "Test fraction, for sources without an official split.",
                       None),
     "seed": ("int", 0, "Seed of the split, of the write order and of the demo data.", None),
+    "split_method": ("string enum", "iterative", "<iterative|random>: How sources without an "
+                     "official split are split: iterative (label-stratified) or random (the "
+                     "split of mltf before 2026-12).", ["iterative", "random"]),
     "resize": ("string", None, "Resize images on write: N or HxW (e.g. 256). Default: keep "
                "the original bytes.", None),
     "jpeg_quality": ("int", 95, "JPEG quality when --resize re-encodes.", None),
