@@ -17,7 +17,9 @@ Flags: ``--model``, ``--data_dir``, ``--split`` (default ``val``),
 ``--output`` (default ``<run folder, or the .keras file's folder>/
 eval_<split>.json``), ``--thresholds`` (``0.5``, any number in [0, 1], or
 ``model``: the per-class thresholds saved in the model, tuned by
-``mltf.train``), ``--image_size`` (N or HxW), ``--batch_size`` (64).
+``mltf.train``), ``--image_size`` (N or HxW), ``--batch_size`` (64),
+``--train_split`` (default ``train``: the split of the same dataset whose
+label sets the dependency diagnostics compare against; ``""`` skips them).
 
 The JSON file (keys in this order; label order is the model's):
 
@@ -51,6 +53,18 @@ key                    value
                        when the split has no positive of the class),
                        ``precision``/``recall``/``f1`` at ``threshold``,
                        plus ``num_positives`` and ``num_predicted`` (ints)
+``diagnostics``        (absent with ``--train_split=""``)
+                       ``mltf.metrics.dependency_diagnostics`` at the same
+                       thresholds against ``train_split``'s label sets,
+                       ``train_split`` first: ``cooccurrence_gap``,
+                       ``novel_set_rate_pred``, ``novel_set_rate_true``,
+                       ``cardinality_tvd``, ``num_pairs``, ``min_support``,
+                       the histograms ``cardinality_pred`` /
+                       ``cardinality_true`` and, up to 100 labels, the
+                       matrices ``cooccurrence_pred`` / ``cooccurrence_true``
+                       (rows ``i``, NaN where no set holds ``i``). The
+                       whole training split: a run's selection part, held
+                       out of its training, counts as seen here
 =====================  =======================================================
 
 Fractions are in [0, 1] (not percent). Undefined values (``mAP``,
@@ -85,6 +99,10 @@ def define_flags(flag_values=FLAGS) -> None:
     flags.DEFINE_string("output", None, "JSON file to write (default: <run folder or "
                         "the .keras file's folder>/eval_<split>.json).",
                         flag_values=flag_values)
+    flags.DEFINE_string("train_split", "train", "The split whose label sets the dependency "
+                        "diagnostics (novel label sets) compare against; '' skips them.",
+                        flag_values=flag_values)
+
 
 class EvaluationError(Exception):
     """A user error that stops the evaluation (exit code 2)."""
@@ -92,7 +110,7 @@ class EvaluationError(Exception):
 
 def evaluate(model_path: str, data_dir: str, split: str = "val",
              thresholds="0.5", image_size=None, batch_size: int = 64,
-             model=None) -> dict:
+             model=None, train_split: str = "train") -> dict:
     """Evaluates and returns the report dict written as JSON (see the module
     docstring). ``model`` may be passed already loaded (then ``model_path``
     is only recorded). Raises ``EvaluationError`` for user errors."""
@@ -138,6 +156,7 @@ def evaluate(model_path: str, data_dir: str, split: str = "val",
         t, described = inference.resolve_thresholds(thresholds, spec)
     except ValueError as e:
         raise EvaluationError(str(e)) from None
+    train_labels = _train_labels(data_dir, info, train_split)
 
     config = pipelines.InputConfig(
         data_dir, split, batch_size=batch_size, training=False,
@@ -162,7 +181,26 @@ def evaluate(model_path: str, data_dir: str, split: str = "val",
             "thresholds_used": described,
             "image_size": list(spec.image_size) if spec.image_size else None,
             "preprocessing": spec.preprocessing,
-            "metrics": results, "per_class": per_class}
+            "metrics": results, "per_class": per_class,
+            **({} if train_labels is None else {"diagnostics": {
+                "train_split": train_split, **metrics.diagnostics_json(
+                    metrics.dependency_diagnostics(y, s, train_labels, threshold=t))}})}
+
+
+def _train_labels(data_dir, info, split):
+    """The label sets of ``split`` (None for ``""``)."""
+    from mltf.data import schema
+    if not split:
+        return None
+    if split not in info.splits:
+        raise EvaluationError(f"--train_split {split!r} not found in {data_dir} (the dataset "
+                              f"has {', '.join(sorted(info.splits))}): name the split the "
+                              "model was trained on, or --train_split='' to skip the "
+                              "dependency diagnostics")
+    try:
+        return schema.read_labels(data_dir, split)
+    except FileNotFoundError as e:
+        raise EvaluationError(str(e)) from None
 
 
 def _names(names, limit=8):
@@ -180,13 +218,13 @@ def main(argv, flag_values=FLAGS):
         return error
     try:
         report = evaluate(fv.model, fv.data_dir, fv.split, fv.thresholds,
-                          fv.image_size, fv.batch_size)
+                          fv.image_size, fv.batch_size, train_split=fv.train_split)
     except EvaluationError as e:
         return inference.cli_error("mltf.evaluate", str(e))
     output = fv.output or os.path.join(
         inference.default_output_folder(fv.model), f"eval_{fv.split}.json")
     atomic.write_json(output, report)
-    print(f"{metrics.format_table(report['metrics'])}\n"
+    print(f"{metrics.format_table(report['metrics'], report.get('diagnostics'))}\n"
           f"(model {report['model']}; split {fv.split!r} of {fv.data_dir}; "
           f"thresholds {report['thresholds_used']}; written to {output})")
     return 0
