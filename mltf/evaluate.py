@@ -65,6 +65,12 @@ key                    value
                        (rows ``i``, NaN where no set holds ``i``). The
                        whole training split: a run's selection part, held
                        out of its training, counts as seen here
+``demo``               (a dataset of ``make_tfrecords --source=demo`` only)
+                       ``mltf.metrics.demo.demo_diagnostics`` at the same
+                       thresholds, the scenes drawn again from the recorded
+                       options: ``recall_normal``, ``recall_faint``,
+                       ``recall_occluded``, ``cross_theme_rate_pred``,
+                       ``cross_theme_rate_true`` and their counts
 =====================  =======================================================
 
 Fractions are in [0, 1] (not percent). Undefined values (``mAP``,
@@ -160,10 +166,10 @@ def evaluate(model_path: str, data_dir: str, split: str = "val",
 
     config = pipelines.InputConfig(
         data_dir, split, batch_size=batch_size, training=False,
-        image_size=spec.image_size or 224, preprocessing=spec.preprocessing)
+        image_size=spec.image_size or 224, preprocessing=spec.preprocessing, with_ids=True)
     try:
         dataset = pipelines.make_dataset(config, info=info)
-        y, s = inference.predict_dataset(model, dataset)
+        y, s, ids = inference.predict_dataset(model, dataset, return_ids=True)
     except (FileNotFoundError, ValueError) as e:  # a missing shard, no example
         raise EvaluationError(f"split {split!r} of {data_dir}: {e}") from None
     results = metrics.compute_all(y, s, threshold=t)
@@ -177,6 +183,7 @@ def evaluate(model_path: str, data_dir: str, split: str = "val",
                            "threshold": float(t[j]),
                            "num_positives": int(per["num_positives"][j]),
                            "num_predicted": int(per["num_predicted"][j])}
+    demo = _demo_diagnostics(info, split, ids, y, s, t)
     return {"model": model_path, "data_dir": data_dir, "split": split,
             "thresholds_used": described,
             "image_size": list(spec.image_size) if spec.image_size else None,
@@ -184,7 +191,39 @@ def evaluate(model_path: str, data_dir: str, split: str = "val",
             "metrics": results, "per_class": per_class,
             **({} if train_labels is None else {"diagnostics": {
                 "train_split": train_split, **metrics.diagnostics_json(
-                    metrics.dependency_diagnostics(y, s, train_labels, threshold=t))}})}
+                    metrics.dependency_diagnostics(y, s, train_labels, threshold=t))}}),
+            **({} if demo is None else {"demo": demo})}
+
+
+def _demo_diagnostics(info, split, ids, y, s, t):
+    """``mltf.metrics.demo.demo_diagnostics`` of a dataset that
+    ``make_tfrecords --source=demo`` wrote, its scenes drawn again from the
+    options it recorded (the generator is deterministic); None for any other
+    dataset, or with a warning when the scenes drawn again are not these."""
+    if info.source != "demo":
+        return None
+    import dataclasses
+
+    import numpy as np
+
+    from mltf.data.sources import demo_source
+    from mltf.metrics import demo
+    names = {f.name for f in dataclasses.fields(demo_source.Options)}
+    options = demo_source.Options(**{k: v for k, v in info.arguments.items() if k in names})
+    scenes = demo_source.generate(options).get(split)
+    # Record ids are demo-<split>-<scene index> (demo_source.load).
+    index = [int(i.rsplit("-", 1)[-1]) if i.startswith(f"demo-{split}-") else -1 for i in ids]
+    if scenes is None or sorted(index) != list(range(len(scenes.labels))):
+        print(f"mltf.evaluate: warning: split {split!r} is not the demo scenes its recorded "
+              "options draw; no demo diagnostics", file=sys.stderr)
+        return None
+    row_of = np.argsort(index)
+    try:
+        return demo.demo_diagnostics(y, s, row_of[scenes.object_scene], scenes.object_label,
+                                     scenes.object_state, threshold=t)
+    except ValueError as e:
+        print(f"mltf.evaluate: warning: no demo diagnostics: {e}", file=sys.stderr)
+        return None
 
 
 def _train_labels(data_dir, info, split):
@@ -224,8 +263,15 @@ def main(argv, flag_values=FLAGS):
     output = fv.output or os.path.join(
         inference.default_output_folder(fv.model), f"eval_{fv.split}.json")
     atomic.write_json(output, report)
-    print(f"{metrics.format_table(report['metrics'], report.get('diagnostics'))}\n"
-          f"(model {report['model']}; split {fv.split!r} of {fv.data_dir}; "
+    print(metrics.format_table(report["metrics"], report.get("diagnostics")))
+    demo = report.get("demo")
+    if demo is not None:
+        print("Demo digits (%): recall of normal / faint / occluded digits "
+              + " / ".join(f"{100 * demo[f'recall_{k}']:.2f}"
+                           for k in ("normal", "faint", "occluded"))
+              + f"; predicted pairs across themes {100 * demo['cross_theme_rate_pred']:.2f} "
+              f"(true {100 * demo['cross_theme_rate_true']:.2f})")
+    print(f"(model {report['model']}; split {fv.split!r} of {fv.data_dir}; "
           f"thresholds {report['thresholds_used']}; written to {output})")
     return 0
 

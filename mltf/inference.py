@@ -370,8 +370,10 @@ def check_cli_args(tool: str, argv, flag_values, required) -> Optional[int]:
     return None
 
 
-def predict_dataset(model, dataset):
-    """Scores and labels over one pass of an (x, y) dataset, in order.
+def predict_dataset(model, dataset, return_ids: bool = False):
+    """Labels and scores over one pass of an (x, y) dataset, in order, and
+    with ``return_ids`` the records' ids too (``x["ids"]``, a pipeline with
+    ``with_ids=True``).
 
     ``x`` may be a dict (the pipeline's ``images``/``features`` plus extras);
     only the model input is fed.
@@ -382,10 +384,13 @@ def predict_dataset(model, dataset):
     if infer is None:
         infer = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
         model._mltf_infer = infer
-    scores, labels = [], []
+    scores, labels, ids = [], [], []
     for x, y in dataset:
         scores.append(np.asarray(infer(model_input(x))))
         labels.append(np.asarray(y))
+        if return_ids:
+            ids += [i.decode("utf-8") for i in x["ids"].numpy()]
     if not scores:
         raise ValueError("the evaluation dataset is empty")
-    return np.concatenate(labels), np.concatenate(scores)
+    out = np.concatenate(labels), np.concatenate(scores)
+    return (*out, ids) if return_ids else out

@@ -119,8 +119,10 @@ mAP and the per-image ranking criteria), ``sets`` (example-based P / R /
 F1, subset accuracy, Jaccard), ``tuning`` (``tune_thresholds``),
 ``report`` (``compute_all``, ``format_table``), ``dependency``
 (``dependency_diagnostics``: co-occurrence fidelity, novel label sets and
-set sizes, against the training split's sets; not part of ``compute_all``).
-Import from ``mltf.metrics``.
+set sizes, against the training split's sets; not part of ``compute_all``). Import
+from ``mltf.metrics``; ``mltf.metrics.demo`` (recall of faint and occluded
+digits, pairs across themes), which only the demo dataset allows, is
+imported on its own.
 """
 
 from mltf.metrics.dependency import (DEPENDENCY_KEYS, cooccurrence_matrix, dependency_diagnostics,
