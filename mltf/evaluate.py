@@ -17,7 +17,9 @@ Flags: ``--model``, ``--data_dir``, ``--split`` (default ``val``),
 ``--output`` (default ``<run folder, or the .keras file's folder>/
 eval_<split>.json``), ``--thresholds`` (``0.5``, any number in [0, 1], or
 ``model``: the per-class thresholds saved in the model, tuned by
-``mltf.train``), ``--image_size`` (N or HxW), ``--batch_size`` (64).
+``mltf.train``), ``--image_size`` (N or HxW), ``--batch_size`` (64),
+``--train_split`` (default ``train``: the split of the same dataset whose
+label sets the dependency diagnostics compare against; ``""`` skips them).
 
 The JSON file (keys in this order; label order is the model's):
 
@@ -51,6 +53,24 @@ key                    value
                        when the split has no positive of the class),
                        ``precision``/``recall``/``f1`` at ``threshold``,
                        plus ``num_positives`` and ``num_predicted`` (ints)
+``diagnostics``        (absent with ``--train_split=""``)
+                       ``mltf.metrics.dependency_diagnostics`` at the same
+                       thresholds against ``train_split``'s label sets,
+                       ``train_split`` first: ``cooccurrence_gap``,
+                       ``novel_set_rate_pred``, ``novel_set_rate_true``,
+                       ``cardinality_tvd``, ``num_pairs``, ``min_support``,
+                       the histograms ``cardinality_pred`` /
+                       ``cardinality_true`` and, up to 100 labels, the
+                       matrices ``cooccurrence_pred`` / ``cooccurrence_true``
+                       (rows ``i``, NaN where no set holds ``i``). The
+                       whole training split: a run's selection part, held
+                       out of its training, counts as seen here
+``demo``               (a dataset of ``make_tfrecords --source=demo`` only)
+                       ``mltf.metrics.demo.demo_diagnostics`` at the same
+                       thresholds, the scenes drawn again from the recorded
+                       options: ``recall_normal``, ``recall_faint``,
+                       ``recall_occluded``, ``cross_theme_rate_pred``,
+                       ``cross_theme_rate_true`` and their counts
 =====================  =======================================================
 
 Fractions are in [0, 1] (not percent). Undefined values (``mAP``,
@@ -85,6 +105,10 @@ def define_flags(flag_values=FLAGS) -> None:
     flags.DEFINE_string("output", None, "JSON file to write (default: <run folder or "
                         "the .keras file's folder>/eval_<split>.json).",
                         flag_values=flag_values)
+    flags.DEFINE_string("train_split", "train", "The split whose label sets the dependency "
+                        "diagnostics (novel label sets) compare against; '' skips them.",
+                        flag_values=flag_values)
+
 
 class EvaluationError(Exception):
     """A user error that stops the evaluation (exit code 2)."""
@@ -92,7 +116,7 @@ class EvaluationError(Exception):
 
 def evaluate(model_path: str, data_dir: str, split: str = "val",
              thresholds="0.5", image_size=None, batch_size: int = 64,
-             model=None) -> dict:
+             model=None, train_split: str = "train") -> dict:
     """Evaluates and returns the report dict written as JSON (see the module
     docstring). ``model`` may be passed already loaded (then ``model_path``
     is only recorded). Raises ``EvaluationError`` for user errors."""
@@ -138,13 +162,14 @@ def evaluate(model_path: str, data_dir: str, split: str = "val",
         t, described = inference.resolve_thresholds(thresholds, spec)
     except ValueError as e:
         raise EvaluationError(str(e)) from None
+    train_labels = _train_labels(data_dir, info, train_split)
 
     config = pipelines.InputConfig(
         data_dir, split, batch_size=batch_size, training=False,
-        image_size=spec.image_size or 224, preprocessing=spec.preprocessing)
+        image_size=spec.image_size or 224, preprocessing=spec.preprocessing, with_ids=True)
     try:
         dataset = pipelines.make_dataset(config, info=info)
-        y, s = inference.predict_dataset(model, dataset)
+        ids, y, s = inference.predict_dataset(model, dataset, with_ids=True)
     except (FileNotFoundError, ValueError) as e:  # a missing shard, no example
         raise EvaluationError(f"split {split!r} of {data_dir}: {e}") from None
     results = metrics.compute_all(y, s, threshold=t)
@@ -158,11 +183,63 @@ def evaluate(model_path: str, data_dir: str, split: str = "val",
                            "threshold": float(t[j]),
                            "num_positives": int(per["num_positives"][j]),
                            "num_predicted": int(per["num_predicted"][j])}
+    demo = _demo_diagnostics(info, split, ids, y, s, t)
     return {"model": model_path, "data_dir": data_dir, "split": split,
             "thresholds_used": described,
             "image_size": list(spec.image_size) if spec.image_size else None,
             "preprocessing": spec.preprocessing,
-            "metrics": results, "per_class": per_class}
+            "metrics": results, "per_class": per_class,
+            **({} if train_labels is None else {"diagnostics": {
+                "train_split": train_split, **metrics.diagnostics_json(
+                    metrics.dependency_diagnostics(y, s, train_labels, threshold=t))}}),
+            **({} if demo is None else {"demo": demo})}
+
+
+def _demo_diagnostics(info, split, ids, y, s, t):
+    """``mltf.metrics.demo.demo_diagnostics`` of a dataset that
+    ``make_tfrecords --source=demo`` wrote, its scenes drawn again from the
+    options it recorded (the generator is deterministic); None for any other
+    dataset, or with a warning when the scenes drawn again are not these."""
+    if info.source != "demo":
+        return None
+    import dataclasses
+
+    import numpy as np
+
+    from mltf.data.sources import demo_source
+    from mltf.metrics import demo
+    names = {f.name for f in dataclasses.fields(demo_source.Options)}
+    options = demo_source.Options(**{k: v for k, v in info.arguments.items() if k in names})
+    scenes = demo_source.generate(options).get(split)
+    # Record ids are demo-<split>-<scene index> (demo_source.load).
+    index = [int(i.rsplit("-", 1)[-1]) if i.startswith(f"demo-{split}-") else -1 for i in ids]
+    if scenes is None or sorted(index) != list(range(len(scenes.labels))):
+        print(f"mltf.evaluate: warning: split {split!r} is not the demo scenes its recorded "
+              "options draw; no demo diagnostics", file=sys.stderr)
+        return None
+    row_of = np.argsort(index)
+    try:
+        return demo.demo_diagnostics(y, s, row_of[scenes.object_scene], scenes.object_label,
+                                     scenes.object_state, threshold=t)
+    except ValueError as e:
+        print(f"mltf.evaluate: warning: no demo diagnostics: {e}", file=sys.stderr)
+        return None
+
+
+def _train_labels(data_dir, info, split):
+    """The label sets of ``split`` (None for ``""``)."""
+    from mltf.data import schema
+    if not split:
+        return None
+    if split not in info.splits:
+        raise EvaluationError(f"--train_split {split!r} not found in {data_dir} (the dataset "
+                              f"has {', '.join(sorted(info.splits))}): name the split the "
+                              "model was trained on, or --train_split='' to skip the "
+                              "dependency diagnostics")
+    try:
+        return schema.read_labels(data_dir, split)
+    except FileNotFoundError as e:
+        raise EvaluationError(str(e)) from None
 
 
 def _names(names, limit=8):
@@ -180,14 +257,21 @@ def main(argv, flag_values=FLAGS):
         return error
     try:
         report = evaluate(fv.model, fv.data_dir, fv.split, fv.thresholds,
-                          fv.image_size, fv.batch_size)
+                          fv.image_size, fv.batch_size, train_split=fv.train_split)
     except EvaluationError as e:
         return inference.cli_error("mltf.evaluate", str(e))
     output = fv.output or os.path.join(
         inference.default_output_folder(fv.model), f"eval_{fv.split}.json")
     atomic.write_json(output, report)
-    print(f"{metrics.format_table(report['metrics'])}\n"
-          f"(model {report['model']}; split {fv.split!r} of {fv.data_dir}; "
+    print(metrics.format_table(report["metrics"], report.get("diagnostics")))
+    demo = report.get("demo")
+    if demo is not None:
+        print("Demo digits (%): recall of normal / faint / occluded digits "
+              + " / ".join(f"{100 * demo[f'recall_{k}']:.2f}"
+                           for k in ("normal", "faint", "occluded"))
+              + f"; predicted pairs across themes {100 * demo['cross_theme_rate_pred']:.2f} "
+              f"(true {100 * demo['cross_theme_rate_true']:.2f})")
+    print(f"(model {report['model']}; split {fv.split!r} of {fv.data_dir}; "
           f"thresholds {report['thresholds_used']}; written to {output})")
     return 0
 

@@ -117,9 +117,16 @@ Layout: ``validation`` (the input checks), ``thresholds`` (``binarize``, C-/O-
 precision, recall, F1, per-class numbers, Hamming loss), ``ranking`` (AP,
 mAP and the per-image ranking criteria), ``sets`` (example-based P / R /
 F1, subset accuracy, Jaccard), ``tuning`` (``tune_thresholds``),
-``report`` (``compute_all``, ``format_table``). Import from ``mltf.metrics``.
+``report`` (``compute_all``, ``format_table``), ``dependency``
+(``dependency_diagnostics``: co-occurrence fidelity, novel label sets and
+set sizes, against the training split's sets; not part of ``compute_all``). Import
+from ``mltf.metrics``; ``mltf.metrics.demo`` (recall of faint and occluded
+digits, pairs across themes), which only the demo dataset allows, is
+imported on its own.
 """
 
+from mltf.metrics.dependency import (DEPENDENCY_KEYS, cooccurrence_matrix, dependency_diagnostics,
+                                     diagnostics_json)
 from mltf.metrics.ranking import (average_precision, coverage, label_ranking_average_precision,
                                   mean_average_precision, one_error, ranking_loss)
 from mltf.metrics.report import RESULT_KEYS, TOP_K, compute_all, format_table
@@ -151,4 +158,8 @@ __all__ = [
     "tune_thresholds",
     "compute_all",
     "format_table",
+    "DEPENDENCY_KEYS",
+    "dependency_diagnostics",
+    "cooccurrence_matrix",
+    "diagnostics_json",
 ]

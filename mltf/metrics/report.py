@@ -3,6 +3,7 @@ that ``mltf.train``, ``mltf.evaluate`` and the evaluation callback write) and
 its table for stdout (``format_table``)."""
 
 import math
+from typing import Optional
 
 from mltf.metrics.ranking import _average_precision, _example_based, _nan_mean
 from mltf.metrics.sets import SET_KEYS, _set_metrics
@@ -64,12 +65,13 @@ def _fmt(results, key, percent):
     return f"{100.0 * v:.2f}" if percent else f"{v:.4f}"
 
 
-def format_table(results: dict) -> str:
+def format_table(results: dict, diagnostics: Optional[dict] = None) -> str:
     """A human-readable table of a ``compute_all`` dict, for stdout.
 
     Threshold metrics, their top-3 variant, the set metrics and mAP in
     percent (as in the papers' tables); labels per image and the RETDM/MULAN
-    criteria as raw numbers. Missing keys and NaN print as ``n/a``.
+    criteria as raw numbers. Missing keys and NaN print as ``n/a``. A
+    ``dependency_diagnostics`` dict adds its block at the end.
     """
     cols = ["C-P", "C-R", "C-F1", "O-P", "O-R", "O-F1"]
     width = 8
@@ -105,4 +107,21 @@ def format_table(results: dict) -> str:
     lines.append(f"  {'mAP':<18}{_fmt(results, 'mAP', True):>{width}}"
                  f"   (over {results.get('num_labels_with_positives', '?')} "
                  "labels with a positive)")
+    if diagnostics is not None:
+        lines += _diagnostics_lines(diagnostics, width)
     return "\n".join(lines)
+
+
+def _diagnostics_lines(d, width):
+    def counts(key):
+        return " ".join(str(n) for n in d.get(key, ()))
+
+    return ["Dependency diagnostics (predicted against true label sets)",
+            f"  {'co-occurrence gap':<18}{_fmt(d, 'cooccurrence_gap', False):>{width}}"
+            f"   (mean |P(j|i) predicted - true| over {d.get('num_pairs', '?')} pairs; "
+            "lower is better)",
+            f"  {'novel sets (%)':<18}{_fmt(d, 'novel_set_rate_pred', True):>{width}} predicted, "
+            f"{_fmt(d, 'novel_set_rate_true', True)} true (sets unseen in the training split)",
+            f"  {'cardinality TVD':<18}{_fmt(d, 'cardinality_tvd', False):>{width}}"
+            f"   (images with 0, 1, 2, ... labels: predicted {counts('cardinality_pred')}; "
+            f"true {counts('cardinality_true')})"]

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from mltf import metrics as metrics_lib
 from mltf.inference import predict_dataset
-from mltf.training import run_files
+from mltf.training import diagnostics, run_files
 
 
 def bce(y, s, eps=1e-7):
@@ -26,20 +26,36 @@ class FullSetEvaluation(keras.callbacks.Callback):
     ``ReduceLROnPlateau`` (no second pass over the data). Metrics over a whole
     set, not averaged over batches: mAP and F1 are not batch-decomposable.
 
+    Given the training split's label sets, it adds the dependency
+    diagnostics too (``mltf.metrics.dependency_diagnostics`` at 0.5: the
+    ``DEPENDENCY_KEYS`` as ``val_<key>``) and, given ``image_dir``, draws
+    their co-occurrence matrices into TensorBoard
+    (``mltf.training.diagnostics.CooccurrenceImages``, outside the kill-safe
+    state).
+
     Must come before the callbacks that read those logs.
 
     Args:
       dataset: a finite (x, y) dataset (one pass).
       every: evaluate every this many epochs (and always on the last).
       prefix: key prefix.
+      train_labels: multi-hot ``[M, C]`` label sets of the examples trained
+        on; None: no dependency diagnostics.
+      image_dir: folder of the co-occurrence images' event files; None: no
+        images (a worker that is not the chief).
     """
 
-    def __init__(self, dataset, every: int = 1, prefix: str = "val_"):
+    def __init__(self, dataset, every: int = 1, prefix: str = "val_",
+                 train_labels=None, image_dir: Optional[str] = None):
         super().__init__()
         self.dataset = dataset
         self.every = max(1, int(every))
         self.prefix = prefix
+        self.train_labels = train_labels
+        self.images = (diagnostics.CooccurrenceImages(image_dir)
+                       if image_dir and train_labels is not None else None)
         self.last: Optional[Dict] = None
+        self.last_diagnostics: Optional[Dict] = None
 
     def on_epoch_end(self, epoch, logs=None):
         last_epoch = self.params.get("epochs") if self.params else None
@@ -52,6 +68,18 @@ class FullSetEvaluation(keras.callbacks.Callback):
                 if not key.startswith("num_"):  # counts are not metrics
                     logs[self.prefix + key] = value
             logs[self.prefix + "loss"] = bce(y, s)
+        if self.train_labels is None:
+            return
+        self.last_diagnostics = metrics_lib.dependency_diagnostics(y, s, self.train_labels)
+        if logs is not None:
+            for key in metrics_lib.DEPENDENCY_KEYS:
+                logs[self.prefix + key] = self.last_diagnostics[key]
+        if self.images is not None:
+            self.images.write(self.last_diagnostics, epoch)
+
+    def on_train_end(self, logs=None):
+        if self.images is not None:
+            self.images.close()
 
 
 class TerminateOnNaNWithMessage(keras.callbacks.Callback):
@@ -127,5 +155,5 @@ def checkpoint_mode(metric: str) -> str:
     Args:
         metric: a log key such as ``val_mAP`` or ``val_loss``.
     """
-    lower_is_better = ("loss", "one_error", "coverage")
+    lower_is_better = ("loss", "one_error", "coverage", "cooccurrence_gap", "cardinality_tvd")
     return "min" if metric.endswith(lower_is_better) else "max"

@@ -121,10 +121,11 @@ def train(model_dir: str, epochs: int = 10, steps_per_epoch: Optional[int] = Non
     state, train_seconds = fit.main(fit_model, epochs, plugin.callbacks(run, fit_model),
                                     checkpoint_metric)
     results, thresholds, tuned, selected, predictions = _evaluate(
-        model, select_ds, eval_ds if chosen.carved else None, info, tune_thresholds)
-    report = {"split": eval_cfg.split, "data_dir": eval_cfg.data_dir, "metrics": results,
+        model, select_ds, eval_ds if chosen.carved else None, info, tune_thresholds,
+        run.train_labels)
+    report = {"split": eval_cfg.split, "data_dir": eval_cfg.data_dir, **results,
               **({"metrics_tuned": tuned} if tuned is not None else {}),
-              "selection": {**chosen.describe(eval_cfg.split), "metrics": selected},
+              "selection": {**chosen.describe(eval_cfg.split), **selected},
               "thresholds": [float(t) for t in thresholds], "label_names": info.label_names,
               "epochs": len(state.rows), "train_seconds": round(train_seconds, 1),
               "replicas": strategy_obj.num_replicas_in_sync,
@@ -132,7 +133,7 @@ def train(model_dir: str, epochs: int = 10, steps_per_epoch: Optional[int] = Non
               "steps_per_epoch": fit.steps(run.train_config),
               "global_batch": run.train_config.batch_size, **plugin.report(run, fit_model)}
     _finish(run, run_dir, model, report, state, chosen, predictions)
-    return results
+    return results["metrics"]
 
 
 # --- the pieces of a run ------------------------------------------------------
@@ -196,7 +197,7 @@ def _finish(run, run_dir, model, report, state, chosen, predictions):
         state.close()  # last: a kill before this resumes and writes them again
     else:
         shutil.rmtree(run.model_dir, ignore_errors=True)
-    print(f"\n{metrics.format_table(report['metrics'])}\n"
+    print(f"\n{metrics.format_table(report['metrics'], report.get('diagnostics'))}\n"
           f"(split {report['split']!r} of {report['data_dir']}; threshold 0.5; "
           f"training {report['train_seconds']:.0f} s; run folder {run_dir}"
           f"{'' if run.chief else ', written by the chief'})")
@@ -260,24 +261,34 @@ def _resolve_preprocessing(mode, model, info) -> str:
     return preprocessing.mode_for(mode)
 
 
-def _evaluate(model, select_ds, eval_ds, info, tune):
-    """(the evaluation split's ``compute_all`` at 0.5, the thresholds, its
+def _evaluate(model, select_ds, eval_ds, info, tune, train_labels):
+    """(the evaluation split's report entries, the thresholds, its
     ``compute_all`` at the tuned thresholds or None when not ``tune``, the
-    selection split's ``compute_all`` at 0.5).
+    selection split's entries); the entries are ``metrics`` (``compute_all``
+    at 0.5) and ``diagnostics`` (``dependency_diagnostics`` at 0.5 against
+    ``train_labels``, the matrices only up to ``MAX_MATRIX_LABELS`` labels;
+    absent when ``train_labels`` is None).
 
     The thresholds are tuned on ``select_ds``; ``eval_ds`` None means the
     selection split is the evaluation split, and then the tuned dict is
     optimistic: it says what the saved model's own thresholds do there, not
     what they would do on unseen images.
     """
+    def entries(y, s):
+        out = {"metrics": metrics.compute_all(y, s)}
+        if train_labels is not None:
+            out["diagnostics"] = metrics.diagnostics_json(
+                metrics.dependency_diagnostics(y, s, train_labels))
+        return out
+
     if eval_ds is None:  # the selection split is the evaluation split
         ids, y_sel, s_sel = inference.predict_dataset(model, select_ds, with_ids=True)
         y, s = y_sel, s_sel
     else:
         y_sel, s_sel = inference.predict_dataset(model, select_ds)
         ids, y, s = inference.predict_dataset(model, eval_ds, with_ids=True)
-    selected = metrics.compute_all(y_sel, s_sel)
-    results = selected if eval_ds is None else metrics.compute_all(y, s)
+    selected = entries(y_sel, s_sel)
+    results = selected if eval_ds is None else entries(y, s)
     predictions = (ids, y, s)
     thresholds = np.full(info.num_labels, 0.5, np.float32)
     if not tune:
@@ -329,6 +340,15 @@ class _Fitter:
             writer=self.run.chief, strategy=self.run.strategy, keep=self.backup_keep,
             name=name, **kwargs)
 
+    def _evaluation(self, tensorboard: str):
+        """The full-set evaluation, with the dependency diagnostics against
+        the training part's label sets; the chief draws their images in
+        ``<tensorboard>/diagnostics``."""
+        images = os.path.join(self.run.model_dir, tensorboard, "diagnostics")
+        return cbs_lib.FullSetEvaluation(self.eval_ds, every=self.eval_every,
+                                         train_labels=self.run.train_labels,
+                                         image_dir=images if self.run.chief else None)
+
     def phase(self, model, name: str, epochs: int) -> None:
         """An extra phase ``name`` (log ``<name>_log.csv``, state
         ``backup/<name>ing``, TensorBoard ``tensorboard/<name>``)."""
@@ -337,7 +357,7 @@ class _Fitter:
         done = state.restore(model)
         model.fit(self._dataset(self.run.train_config), epochs=epochs, initial_epoch=done,
                   steps_per_epoch=self.steps(self.run.train_config),
-                  callbacks=[cbs_lib.FullSetEvaluation(self.eval_ds, every=self.eval_every),
+                  callbacks=[self._evaluation(os.path.join("tensorboard", name)),
                              cbs_lib.TerminateOnNaNWithMessage(), state],
                   verbose=self.verbose)
         state.close()
@@ -354,7 +374,7 @@ class _Fitter:
         initial_epoch = state.restore(fit_model)
         # The method's first (RETDM's stage), then the evaluation whose logs
         # the user's callbacks read.
-        cbs = [*method_callbacks, cbs_lib.FullSetEvaluation(self.eval_ds, every=self.eval_every),
+        cbs = [*method_callbacks, self._evaluation("tensorboard"),
                cbs_lib.LearningRateLogger(), cbs_lib.TerminateOnNaNWithMessage(), *user]
         if self.run.chief:
             cbs.append(cbs_lib.OperativeConfigWriter(model_dir, log_dir))

@@ -248,6 +248,37 @@ def test_evaluate_errors(env, tmp_path, capsys):
     assert not (tmp_path / "x.json").exists()
 
 
+def test_evaluate_dependency_diagnostics(env, tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    base = [f"--model={env['tuned_file']}", f"--data_dir={env['data_dir']}", f"--output={out}"]
+    code, stdout, _ = run_main(evaluate, base + ["--thresholds=model"], capsys)
+    assert code == 0 and "Dependency diagnostics" in stdout and "novel sets (%)" in stdout
+    report = json.loads(out.read_text())
+    # Against the train split's label sets read from its records, at the
+    # thresholds the report used.
+    _, records = read_records(env["data_dir"], "train")
+    train = np.zeros((len(records), len(LABELS)))
+    for row, r in enumerate(records):
+        train[row, r["labels"]] = 1
+    y, s = val_truth(env["data_dir"], env["model"])
+    want = metrics.dependency_diagnostics(y, s, train, threshold=env["tuned"])
+    got = report["diagnostics"]
+    assert list(got)[:5] == ["train_split", *metrics.DEPENDENCY_KEYS]
+    assert got["train_split"] == "train"
+    for key in (*metrics.DEPENDENCY_KEYS, "cardinality_pred", "cardinality_true", "num_pairs"):
+        assert got[key] == pytest.approx(want[key], nan_ok=True), key
+    np.testing.assert_allclose(got["cooccurrence_pred"], want["cooccurrence_pred"])
+    # The train split's 4 images hold {0}, {1}, {2}, {0, 2}: of the val
+    # split's 12 true sets, {1, 2}, {}, {0, 1}, {0, 1, 2} (8 images) are novel.
+    assert got["novel_set_rate_true"] == pytest.approx(8 / 12)
+
+    code, stdout, _ = run_main(evaluate, base + ["--train_split="], capsys)
+    assert code == 0 and "Dependency diagnostics" not in stdout
+    assert "diagnostics" not in json.loads(out.read_text())
+    code, _, err = run_main(evaluate, base + ["--train_split=test"], capsys)
+    assert code == 2 and "--train_split 'test' not found" in err and "--train_split=''" in err
+
+
 # --------------------------------------------------------------------------
 # mltf.predict
 # --------------------------------------------------------------------------
