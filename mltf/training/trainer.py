@@ -53,8 +53,9 @@ def train(model_dir: str, epochs: int = 10, steps_per_epoch: Optional[int] = Non
         Adam with ``learning_rate`` (default 1e-3); binding both is an error.
       dropout, label_smoothing, loss, label_reduction: see
         ``mltf.models.MultiLabelClassifier``; ``loss`` (e.g.
-        ``@mltf.losses.<Name>()``) and ``label_reduction`` (None: the initial
-        model's, else ``"mean"``) replace an initial model's too.
+        ``@mltf.losses.<Name>()``) and ``label_reduction`` (None: the
+        loss's own ``label_reduction``, else the initial model's, else
+        ``"mean"``; a loss's own must agree) replace an initial model's too.
       xla: XLA-compile the per-replica step (``mltf.core.steps``); ``"auto"``:
         on GPUs, off on CPUs, where it measured slower.
       mixed_precision: None, ``"mixed_float16"`` (GPU) or ``"mixed_bfloat16"``.
@@ -147,6 +148,8 @@ def _start_classifier(plugin, run, optimizer, dropout, label_smoothing, loss, la
     run.resumed_phase = distribute.broadcast_flag(run.strategy, resumed is not None)
     with run.strategy.scope():
         model = _classifier(resumed or run.initial_model, run, dropout, label_smoothing)
+        # Unbound: the loss's own reduction, so binding it on the loss is enough.
+        label_reduction = label_reduction or getattr(loss, "label_reduction", None)
         if label_reduction is not None:
             model.label_reduction = label_reduction
         if loss is not None or label_reduction is not None:
