@@ -27,6 +27,7 @@ from mltf.core import steps as steps_lib
 from mltf.data import schema
 from mltf.models import MultiLabelClassifier, in_global_policy
 from mltf.training import callbacks as cbs_lib
+from mltf.training import ema
 from mltf.training import run_state
 from mltf.training.gin_setup import in_scope
 import pipelines
@@ -42,7 +43,8 @@ def train(model_dir: str, epochs: int = 10, steps_per_epoch: Optional[int] = Non
           checkpoint_metric: str = "val_mAP", eval_every: int = 1,
           backup_keep: int = 2, callbacks: Sequence = (), tune_thresholds: bool = True,
           seed: int = 0, verbose="auto", method: str = "bce",
-          initial_model: Optional[str] = None, **method_options):
+          initial_model: Optional[str] = None, ema_momentum: Optional[float] = None,
+          **method_options):
     """Trains a classifier with ``method``; returns the final evaluation metrics.
 
     Args:
@@ -78,6 +80,12 @@ def train(model_dir: str, epochs: int = 10, steps_per_epoch: Optional[int] = Non
         seed 000, ``"retdm"``: seed 001).
       initial_model: a ``.keras`` classifier to start from (its backbone
         replaces ``mltf.build_backbone``).
+      ema_momentum: keep an exponential moving average of the weights at this
+        momentum (the optimizer's ``use_ema``; ASL's recipe: 0.9997): the
+        per-epoch evaluation, ``checkpoints/*.keras``, ``model.keras`` and
+        the final metrics use the average (``mltf.training.ema``). None:
+        off, unless the optimizer binds ``use_ema`` itself. Methods that
+        refuse it say why (``Method.ema_refusal``).
       **method_options: the method's own options (``Method.options``, e.g.
         ``wgan_gp``'s ``pretrain_epochs``); an unknown name is an error.
     """
@@ -85,10 +93,17 @@ def train(model_dir: str, epochs: int = 10, steps_per_epoch: Optional[int] = Non
         raise ValueError("bind either mltf.train.optimizer or mltf.train.learning_rate, "
                          "not both (the optimizer carries its own learning rate)")
     plugin = methods.get(method)
+    optimizer = optimizer or keras.optimizers.Adam(learning_rate or 1e-3)
+    if ema_momentum is not None:
+        optimizer = ema.with_ema(optimizer, ema_momentum)
+    if ema.uses_ema(optimizer) and plugin.ema_refusal:
+        raise methods.SettingsError(
+            f"mltf.train.ema_momentum (or the optimizer's use_ema) is not supported with "
+            f"method {method!r}: {plugin.ema_refusal}")
     run, eval_cfg, run_dir = _start(model_dir, plugin.check(method_options), strategy, xla,
                                     mixed_precision, seed, callbacks, initial_model)
-    model = _start_classifier(plugin, run, optimizer or keras.optimizers.Adam(
-        learning_rate or 1e-3), dropout, label_smoothing, loss, label_reduction)
+    model = _start_classifier(plugin, run, optimizer, dropout, label_smoothing, loss,
+                              label_reduction)
     train_cfg, info, strategy_obj = run.train_config, run.info, run.strategy
     for cfg in (train_cfg, eval_cfg):
         cfg.preprocessing = _resolve_preprocessing(cfg.preprocessing, model, info)

@@ -35,6 +35,17 @@ class WGANGP(Method):
 
     name = "wgan_gp"
     options = {"pretrain_epochs": 0, "critic_optimizer": None, "generator_optimizer": None}
+    ema_refusal = ("its classifier is trained by generator_optimizer (after "
+                   "mltf.train.optimizer's BCE pretraining), and the evaluation and "
+                   "checkpoints would score the raw generator, not an average")
+
+    def check(self, options):
+        options = super().check(options)
+        for key in ("critic_optimizer", "generator_optimizer"):
+            if getattr(options[key], "use_ema", False):
+                raise SettingsError(f"mltf.train.{key}: use_ema is not supported with "
+                                    f"method 'wgan_gp': {self.ema_refusal}")
+        return options
 
     def initial_model(self, run: Run):
         """A resumed run whose BCE phase is done starts from its result."""
