@@ -104,7 +104,8 @@ def test_evaluation_checkpoints_and_model_use_the_average(demo_dir, tmp_path):
     ("wgan_gp", {"mltf.train.ema_momentum": 0.9}, "not supported with method 'wgan_gp'"),
     # Keras's own switch on the configured optimizer is seen too.
     ("retdm", {"mltf.train.optimizer": "@keras.optimizers.Adam()",
-               "mltf.train.learning_rate": None, "keras.optimizers.Adam.use_ema": True}, "not supported with method 'retdm'"),
+               "mltf.train.learning_rate": None, "keras.optimizers.Adam.use_ema": True},
+     "not supported with method 'retdm'"),
     ("wgan_gp", {"mltf.train.generator_optimizer": "@keras.optimizers.Adam()",
                  "keras.optimizers.Adam.use_ema": True},
      "mltf.train.generator_optimizer: use_ema is not supported"),
