@@ -97,11 +97,14 @@ class Method:
 
     Subclasses set ``name`` and ``options`` (their ``mltf.train`` options with
     defaults) and override the hooks they need; the defaults train the
-    classifier itself with BCE.
+    classifier itself with BCE. ``ema_refusal``, when not empty, says why the
+    method refuses ``mltf.train.ema_momentum`` (the trainer's evaluation and
+    checkpoints swap in the average of the fit model's one ``optimizer``).
     """
 
     name = ""
     options: Dict[str, Any] = {}
+    ema_refusal = ""
 
     def check(self, options: Dict[str, Any], foreign: Sequence[str] = ()) -> Dict[str, Any]:
         """The options with defaults filled in; ``SettingsError`` for names

@@ -75,9 +75,11 @@ class MultiLabelClassifier(steps.PrebuiltFit, OneOptimizerCompileConfig, keras.M
       preprocessing: the input scaling mode of the images it takes
         (``"caffe"``, ``"tf"``, ``"torch"``, ``"unit"``, ``"none"``), saved
         for inference; None when unknown (files from before it was saved).
-      label_reduction: how the default BCE reduces over the labels of an
-        example: ``"mean"`` (Keras's) or ``"sum"`` (the papers' equations;
-        C times the mean, ``mltf.losses.LabelSummedBCE``).
+      label_reduction: how the classification loss reduces over the labels
+        of an example: ``"mean"`` (Keras's) or ``"sum"`` (the papers'
+        equations; C times the mean, ``mltf.losses.LabelSummedBCE`` for the
+        default BCE). A ``loss`` with a ``label_reduction`` of its own
+        (``mltf.losses.AsymmetricLoss``, ``FocalLoss``) must have the same.
       loss: the classification loss, a ``keras.losses.Loss`` on (multi-hot
         labels, logits [B, C]) that scales per replica like Keras's own
         (``sum_over_batch_size``); saved with the model (register its class
@@ -203,6 +205,14 @@ class MultiLabelClassifier(steps.PrebuiltFit, OneOptimizerCompileConfig, keras.M
         if loss is not None and self.label_smoothing:
             raise ValueError("label_smoothing applies to the default BCE; give it to "
                              "the loss instead")
+        own = getattr(loss, "label_reduction", self.label_reduction)
+        if own != self.label_reduction:
+            # The methods' loss weights (seed 000's alpha) are chosen for one reduction.
+            raise ValueError(
+                f"the loss {type(loss).__name__} reduces over the labels by {own!r}, the "
+                f"classifier by {self.label_reduction!r}: set both alike "
+                f"(mltf.train.label_reduction and mltf.losses.{type(loss).__name__}"
+                ".label_reduction)")
         self.custom_loss = loss
         if loss is not None:
             self.classification_loss = loss

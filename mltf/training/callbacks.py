@@ -10,6 +10,7 @@ import tensorflow as tf
 from mltf import metrics as metrics_lib
 from mltf.inference import predict_dataset
 from mltf.training import diagnostics, run_files
+from mltf.training.ema import averaged_weights
 
 
 def bce(y, s, eps=1e-7):
@@ -25,6 +26,8 @@ class FullSetEvaluation(keras.callbacks.Callback):
     "val_mAP")`` see them), plus ``val_loss``, the BCE over the set, for
     ``ReduceLROnPlateau`` (no second pass over the data). Metrics over a whole
     set, not averaged over batches: mAP and F1 are not batch-decomposable.
+    With an optimizer's ``use_ema`` the averaged weights are evaluated
+    (``mltf.training.ema``).
 
     Given the training split's label sets, it adds the dependency
     diagnostics too (``mltf.metrics.dependency_diagnostics`` at 0.5: the
@@ -61,7 +64,8 @@ class FullSetEvaluation(keras.callbacks.Callback):
         last_epoch = self.params.get("epochs") if self.params else None
         if (epoch + 1) % self.every and (last_epoch is None or epoch + 1 != last_epoch):
             return
-        y, s = predict_dataset(self.model, self.dataset)
+        with averaged_weights(self.model):
+            y, s = predict_dataset(self.model, self.dataset)
         self.last = metrics_lib.compute_all(y, s)
         if logs is not None:
             for key, value in self.last.items():

@@ -25,6 +25,17 @@ PENDING_PREFIX = ".pending-"
 # --- files ---------------------------------------------------------------------
 
 
+def write_predictions(path: str, ids, labels, scores) -> None:
+    """``predictions.npz``: a split's ``ids``, ``labels`` (uint8) and
+    ``scores`` (float32), in evaluation order, for paired comparisons."""
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            np.savez(f, ids=ids, labels=np.asarray(labels).astype(np.uint8),
+                     scores=np.asarray(scores).astype(np.float32))
+
+    atomic.atomic_write(path, write)
+
+
 def pause(point: str) -> None:
     """Test hook: ``MLTF_TEST_PAUSE_WRITES=<seconds>`` sleeps inside each
     checkpoint write, so a test's kill lands there for sure; with

@@ -13,7 +13,9 @@ At the end of epoch ``n`` (``n`` epochs done) ``RunState`` writes, in order:
    the critic, so the generator-update counter that keys the noise; for RETDM
    the memory bank and its age);
 2. ``checkpoints/.pending-last-<n>.keras`` and, when ``checkpoint_metric``
-   improved, ``.pending-best-<n>.keras``;
+   improved, ``.pending-best-<n>.keras`` (with the averaged weights when the
+   optimizer keeps an average, ``mltf.training.ema``; the weights file of 1.
+   holds the raw ones and the averages);
 3. ``backup/state-<n>.json``, the commit: the epoch count, the weights file's
    size and SHA-256, every epoch's log row, the best value so far, the
    callbacks' counters (``ReduceLROnPlateau``, ``EarlyStopping``) and the
@@ -45,6 +47,7 @@ from typing import Dict, List, Optional
 import keras
 import numpy as np
 
+from mltf.training.ema import averaged_weights
 from mltf.training.model_state import (CALLBACK_STATE, callback_states,  # noqa: F401
                                        optimizers_of, set_callback_states,
                                        state_variables, update_count)
@@ -322,7 +325,8 @@ class RunState(keras.callbacks.Callback):
             for tag, final in outputs:
                 pending = f"{PENDING_PREFIX}{tag}-{done:06d}.keras"
                 path = os.path.join(self.checkpoint_dir, pending)
-                self.model.save(path)
+                with averaged_weights(self.model):  # the weights the evaluation scored
+                    self.model.save(path)
                 pause(pending)
                 atomic.fsync_file(path)
                 publish.append([pending, final])

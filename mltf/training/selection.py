@@ -21,8 +21,10 @@ import dataclasses
 import os
 from typing import Any, Optional
 
+import keras
 import numpy as np
 
+from mltf import inference, metrics
 from mltf.data import schema, splits
 from mltf.utils import atomic
 
@@ -104,3 +106,45 @@ def carve(train_cfg, eval_cfg, info: schema.DatasetInfo, fraction: float, seed: 
         keep_ids=chosen, drop_ids=None)
     return Selection(dataclasses.replace(train_cfg, drop_ids=chosen, keep_ids=None),
                      select_cfg, labels[~mask], ids[mask], fraction, seed, method)
+
+
+def evaluate(model, select_ds, eval_ds, num_labels: int, tune: bool, train_labels):
+    """The end of a run: ``(`` the evaluation split's report entries, the thresholds, its
+    ``compute_all`` at the tuned thresholds or None when not ``tune``, the
+    selection split's entries, the evaluation split's ``(ids, labels,
+    scores)`` ``)``; the entries are ``metrics`` (``compute_all``
+    at 0.5) and ``diagnostics`` (``dependency_diagnostics`` at 0.5 against
+    ``train_labels``, the matrices only up to ``MAX_MATRIX_LABELS`` labels;
+    absent when ``train_labels`` is None).
+
+    The thresholds are tuned on ``select_ds``; ``eval_ds`` None means the
+    selection split is the evaluation split, and then the tuned dict is
+    optimistic: it says what the saved model's own thresholds do there, not
+    what they would do on unseen images.
+    """
+    def entries(y, s):
+        out = {"metrics": metrics.compute_all(y, s)}
+        if train_labels is not None:
+            out["diagnostics"] = metrics.diagnostics_json(
+                metrics.dependency_diagnostics(y, s, train_labels))
+        return out
+
+    if eval_ds is None:  # the selection split is the evaluation split
+        ids, y_sel, s_sel = inference.predict_dataset(model, select_ds, with_ids=True)
+        y, s = y_sel, s_sel
+    else:
+        y_sel, s_sel = inference.predict_dataset(model, select_ds)
+        ids, y, s = inference.predict_dataset(model, eval_ds, with_ids=True)
+    selected = entries(y_sel, s_sel)
+    results = selected if eval_ds is None else entries(y, s)
+    predictions = (ids, y, s)
+    thresholds = np.full(num_labels, 0.5, np.float32)
+    if not tune:
+        return results, thresholds, None, selected, predictions
+    thresholds = metrics.tune_thresholds(y_sel, s_sel)
+    model.set_thresholds(thresholds)
+    # The model's float32 copy, so the numbers are those of
+    # ``mltf.evaluate --thresholds=model``.
+    saved = keras.ops.convert_to_numpy(model.thresholds)
+    return (results, thresholds, metrics.compute_all(y, s, threshold=saved), selected,
+            predictions)

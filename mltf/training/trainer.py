@@ -19,17 +19,16 @@ from typing import Optional, Sequence
 
 import gin
 import keras
-import numpy as np
 
-from mltf import backbones, inference, metrics, methods
+from mltf import backbones, metrics, methods
 from mltf.core import distribute
 from mltf.core import steps as steps_lib
 from mltf.data import schema
 from mltf.models import MultiLabelClassifier, in_global_policy
 from mltf.training import callbacks as cbs_lib
-from mltf.training import run_state, selection
+from mltf.training import ema
+from mltf.training import run_files, run_state, selection
 from mltf.training.gin_setup import in_scope
-from mltf.utils import atomic
 import pipelines
 from pipelines import preprocessing
 
@@ -47,7 +46,8 @@ def train(model_dir: str, epochs: int = 10, steps_per_epoch: Optional[int] = Non
           backup_keep: int = 2, callbacks: Sequence = (), tune_thresholds: bool = True,
           select_fraction: float = 0.1, select_seed: int = 0, select_method: str = "iterative",
           seed: int = 0, verbose="auto", method: str = "bce",
-          initial_model: Optional[str] = None, **method_options):
+          initial_model: Optional[str] = None, ema_momentum: Optional[float] = None,
+          **method_options):
     """Trains a classifier with ``method``; returns the final evaluation metrics.
 
     Args:
@@ -58,8 +58,9 @@ def train(model_dir: str, epochs: int = 10, steps_per_epoch: Optional[int] = Non
         Adam with ``learning_rate`` (default 1e-3); binding both is an error.
       dropout, label_smoothing, loss, label_reduction: see
         ``mltf.models.MultiLabelClassifier``; ``loss`` (e.g.
-        ``@mltf.losses.<Name>()``) and ``label_reduction`` (None: the initial
-        model's, else ``"mean"``) replace an initial model's too.
+        ``@mltf.losses.<Name>()``) and ``label_reduction`` (None: the
+        loss's own ``label_reduction``, else the initial model's, else
+        ``"mean"``; a loss's own must agree) replace an initial model's too.
       xla: XLA-compile the per-replica step (``mltf.core.steps``); ``"auto"``:
         on GPUs, off on CPUs, where it measured slower.
       mixed_precision: None, ``"mixed_float16"`` (GPU) or ``"mixed_bfloat16"``.
@@ -88,6 +89,12 @@ def train(model_dir: str, epochs: int = 10, steps_per_epoch: Optional[int] = Non
         seed 000, ``"retdm"``: seed 001).
       initial_model: a ``.keras`` classifier to start from (its backbone
         replaces ``mltf.build_backbone``).
+      ema_momentum: keep an exponential moving average of the weights at this
+        momentum (the optimizer's ``use_ema``; ASL's recipe: 0.9997): the
+        per-epoch evaluation, ``checkpoints/*.keras``, ``model.keras`` and
+        the final metrics use the average (``mltf.training.ema``). None:
+        off, unless the optimizer binds ``use_ema`` itself. Methods that
+        refuse it say why (``Method.ema_refusal``).
       **method_options: the method's own options (``Method.options``, e.g.
         ``wgan_gp``'s ``pretrain_epochs``); an unknown name is an error.
     """
@@ -95,14 +102,21 @@ def train(model_dir: str, epochs: int = 10, steps_per_epoch: Optional[int] = Non
         raise ValueError("bind either mltf.train.optimizer or mltf.train.learning_rate, "
                          "not both (the optimizer carries its own learning rate)")
     plugin = methods.get(method)
+    optimizer = optimizer or keras.optimizers.Adam(learning_rate or 1e-3)
+    if ema_momentum is not None:
+        optimizer = ema.with_ema(optimizer, ema_momentum)
+    if ema.uses_ema(optimizer) and plugin.ema_refusal:
+        raise methods.SettingsError(
+            f"mltf.train.ema_momentum (or the optimizer's use_ema) is not supported with "
+            f"method {method!r}: {plugin.ema_refusal}")
     options = plugin.check(method_options, foreign=methods.option_names(exclude=method))
     run, eval_cfg, run_dir = _start(model_dir, options, strategy, xla,
                                     mixed_precision, seed, callbacks, initial_model)
     chosen = selection.carve(run.train_config, eval_cfg, run.info, select_fraction,
                              select_seed, select_method)
     run.train_config, run.train_labels = chosen.train_config, chosen.train_labels
-    model = _start_classifier(plugin, run, optimizer or keras.optimizers.Adam(
-        learning_rate or 1e-3), dropout, label_smoothing, loss, label_reduction)
+    model = _start_classifier(plugin, run, optimizer, dropout, label_smoothing, loss,
+                              label_reduction)
     train_cfg, info, strategy_obj = run.train_config, run.info, run.strategy
     select_cfg = chosen.select_config
     for cfg in {id(c): c for c in (train_cfg, eval_cfg, select_cfg)}.values():
@@ -120,8 +134,8 @@ def train(model_dir: str, epochs: int = 10, steps_per_epoch: Optional[int] = Non
     run.train_config = plugin.adapt_input(run, fit_model, train_cfg)
     state, train_seconds = fit.main(fit_model, epochs, plugin.callbacks(run, fit_model),
                                     checkpoint_metric)
-    results, thresholds, tuned, selected, predictions = _evaluate(
-        model, select_ds, eval_ds if chosen.carved else None, info, tune_thresholds,
+    results, thresholds, tuned, selected, predictions = selection.evaluate(
+        model, select_ds, eval_ds if chosen.carved else None, info.num_labels, tune_thresholds,
         run.train_labels)
     report = {"split": eval_cfg.split, "data_dir": eval_cfg.data_dir, **results,
               **({"metrics_tuned": tuned} if tuned is not None else {}),
@@ -168,6 +182,8 @@ def _start_classifier(plugin, run, optimizer, dropout, label_smoothing, loss, la
     run.resumed_phase = distribute.broadcast_flag(run.strategy, resumed is not None)
     with run.strategy.scope():
         model = _classifier(resumed or run.initial_model, run, dropout, label_smoothing)
+        # Unbound: the loss's own reduction, so binding it on the loss is enough.
+        label_reduction = label_reduction or getattr(loss, "label_reduction", None)
         if label_reduction is not None:
             model.label_reduction = label_reduction
         if loss is not None or label_reduction is not None:
@@ -184,14 +200,7 @@ def _finish(run, run_dir, model, report, state, chosen, predictions):
     comparisons) and ``select_ids.txt`` (the chief) and prints the table."""
     if run.chief:
         chosen.write_ids(run.model_dir)
-        ids, labels, scores = predictions
-
-        def write(tmp):
-            with open(tmp, "wb") as f:
-                np.savez(f, ids=ids, labels=labels.astype(np.uint8),
-                         scores=scores.astype(np.float32))
-
-        atomic.atomic_write(os.path.join(run.model_dir, PREDICTIONS), write)
+        run_files.write_predictions(os.path.join(run.model_dir, PREDICTIONS), *predictions)
         run_state.save_model(model, os.path.join(run.model_dir, "model.keras"))
         run_state.write_json(os.path.join(run.model_dir, "metrics.json"), report)
         state.close()  # last: a kill before this resumes and writes them again
@@ -259,47 +268,6 @@ def _resolve_preprocessing(mode, model, info) -> str:
             return "none"
         mode = model.preprocessing or backbones.preprocessing_mode(model.backbone.name)
     return preprocessing.mode_for(mode)
-
-
-def _evaluate(model, select_ds, eval_ds, info, tune, train_labels):
-    """(the evaluation split's report entries, the thresholds, its
-    ``compute_all`` at the tuned thresholds or None when not ``tune``, the
-    selection split's entries); the entries are ``metrics`` (``compute_all``
-    at 0.5) and ``diagnostics`` (``dependency_diagnostics`` at 0.5 against
-    ``train_labels``, the matrices only up to ``MAX_MATRIX_LABELS`` labels;
-    absent when ``train_labels`` is None).
-
-    The thresholds are tuned on ``select_ds``; ``eval_ds`` None means the
-    selection split is the evaluation split, and then the tuned dict is
-    optimistic: it says what the saved model's own thresholds do there, not
-    what they would do on unseen images.
-    """
-    def entries(y, s):
-        out = {"metrics": metrics.compute_all(y, s)}
-        if train_labels is not None:
-            out["diagnostics"] = metrics.diagnostics_json(
-                metrics.dependency_diagnostics(y, s, train_labels))
-        return out
-
-    if eval_ds is None:  # the selection split is the evaluation split
-        ids, y_sel, s_sel = inference.predict_dataset(model, select_ds, with_ids=True)
-        y, s = y_sel, s_sel
-    else:
-        y_sel, s_sel = inference.predict_dataset(model, select_ds)
-        ids, y, s = inference.predict_dataset(model, eval_ds, with_ids=True)
-    selected = entries(y_sel, s_sel)
-    results = selected if eval_ds is None else entries(y, s)
-    predictions = (ids, y, s)
-    thresholds = np.full(info.num_labels, 0.5, np.float32)
-    if not tune:
-        return results, thresholds, None, selected, predictions
-    thresholds = metrics.tune_thresholds(y_sel, s_sel)
-    model.set_thresholds(thresholds)
-    # The model's float32 copy, so the numbers are those of
-    # ``mltf.evaluate --thresholds=model``.
-    saved = keras.ops.convert_to_numpy(model.thresholds)
-    return (results, thresholds, metrics.compute_all(y, s, threshold=saved), selected,
-            predictions)
 
 
 @dataclasses.dataclass

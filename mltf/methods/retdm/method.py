@@ -60,6 +60,8 @@ class RETDM(Method):
 
     name = "retdm"
     options = {}
+    ema_refusal = ("its one optimizer trains three stages on different variables, and "
+                   "an average across the stage boundaries is neither the paper's nor tested")
 
     def check(self, options, foreign=()):
         if options.get("pretrain_epochs"):

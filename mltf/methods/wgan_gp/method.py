@@ -44,12 +44,19 @@ class WGANGP(Method):
     name = "wgan_gp"
     options = {"pretrain_epochs": 0, "critic_optimizer": None, "generator_optimizer": None,
                "fext": "generator"}
+    ema_refusal = ("its classifier is trained by generator_optimizer (after "
+                   "mltf.train.optimizer's BCE pretraining), and the evaluation and "
+                   "checkpoints would score the raw generator, not an average")
 
     def check(self, options, foreign=()):
         options = super().check(options, foreign)
         if options["fext"] not in FEXT:
             raise SettingsError(f"mltf.train.fext must be one of {', '.join(map(repr, FEXT))}, "
                                 f"got {options['fext']!r}")
+        for key in ("critic_optimizer", "generator_optimizer"):
+            if getattr(options[key], "use_ema", False):
+                raise SettingsError(f"mltf.train.{key}: use_ema is not supported with "
+                                    f"method 'wgan_gp': {self.ema_refusal}")
         return options
 
     def initial_model(self, run: Run):
