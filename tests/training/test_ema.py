@@ -87,8 +87,10 @@ def test_evaluation_checkpoints_and_model_use_the_average(demo_dir, tmp_path):
     # Each epoch's val metrics are those of that epoch's average.
     from mltf.inference import predict_dataset
     from pipelines import InputConfig, make_dataset
-    ds = make_dataset(InputConfig(demo_dir, "val", batch_size=16, training=False,
-                                  image_size=24, preprocessing="unit"))
+    # The per-epoch evaluation is on the selection split (mltf.training.selection).
+    chosen = tuple((folder / "select_ids.txt").read_text().split())
+    ds = make_dataset(InputConfig(demo_dir, "train", batch_size=16, training=False,
+                                  image_size=24, preprocessing="unit", keep_ids=chosen))
     for epoch in range(2):
         # BatchNorm statistics are not averaged: the epoch's own.
         for variable, value in zip(model.trainable_variables + model.non_trainable_variables,

@@ -165,8 +165,10 @@ def check_finished_run(model_dir, method, epochs, steps, demo_dir):
         from mltf import metrics
         from mltf.inference import predict_dataset
         from pipelines import InputConfig, make_dataset
-        ds = make_dataset(InputConfig(demo_dir, "val", batch_size=16, training=False,
-                                      image_size=24, preprocessing="unit"))
+        # The logged val_* are the selection split's (mltf.training.selection).
+        chosen = tuple(open(os.path.join(model_dir, "select_ids.txt")).read().split())
+        ds = make_dataset(InputConfig(demo_dir, "train", batch_size=16, training=False,
+                                      image_size=24, preprocessing="unit", keep_ids=chosen))
         y, s = predict_dataset(models["best.keras"], ds)
         best = max(float(r["val_mAP"]) for r in rows)
         assert metrics.compute_all(y, s)["mAP"] == pytest.approx(best, abs=1e-6)
