@@ -167,7 +167,8 @@ def markdown(names, reports, intervals, control):
         for name in names:
             values = [scale(key) * r["metrics"][key] for r in reports[name]]
             std = statistics.stdev(values) if len(values) > 1 else 0.0
-            cells.append(f"{statistics.mean(values):.2f} ({std:.2f})")
+            digits = 2 if scale(key) == 100 else 3
+            cells.append(f"{statistics.mean(values):.{digits}f} ({std:.{digits}f})")
         lines.append(f"| {key} | " + " | ".join(cells) + " |")
     lines += ["", f"Paired difference to `{control}` (95 % bootstrap interval over images, "
                   "pooled over seeds):", "",
