@@ -116,7 +116,8 @@ Inputs are validated (2-D, equal shapes, at least one image and one label,
 Layout: ``validation`` (the input checks), ``thresholds`` (``binarize``, C-/O-
 precision, recall, F1, per-class numbers, Hamming loss), ``ranking`` (AP,
 mAP and the per-image ranking criteria), ``sets`` (example-based P / R /
-F1, subset accuracy, Jaccard), ``tuning`` (``tune_thresholds``),
+F1, subset accuracy, Jaccard), ``tuning`` (``tune_thresholds``,
+``choose_thresholds``: F1, F-beta, precision- or recall-target, global),
 ``report`` (``compute_all``, ``format_table``), ``dependency``
 (``dependency_diagnostics``: co-occurrence fidelity, novel label sets and
 set sizes, against the training split's sets; not part of ``compute_all``). Import
@@ -134,7 +135,8 @@ from mltf.metrics.sets import (SET_KEYS, example_precision_recall_f1, jaccard_in
                                subset_accuracy)
 from mltf.metrics.thresholds import (DEFAULT_THRESHOLD, binarize, hamming_loss, per_class_metrics,
                                      precision_recall_f1)
-from mltf.metrics.tuning import tune_thresholds
+from mltf.metrics.tuning import (THRESHOLD_MODES, check_threshold_mode, choose_thresholds,
+                                 tune_thresholds)
 
 __all__ = [
     "DEFAULT_THRESHOLD",
@@ -156,6 +158,9 @@ __all__ = [
     "coverage",
     "label_ranking_average_precision",
     "tune_thresholds",
+    "choose_thresholds",
+    "check_threshold_mode",
+    "THRESHOLD_MODES",
     "compute_all",
     "format_table",
     "DEPENDENCY_KEYS",
