@@ -23,13 +23,16 @@ The run folder (``--model_dir``, default ``runs/<config name>``) receives:
 - ``backup/``: the committed epoch states (``mltf.training.run_state``), there while
   the run is unfinished; a run killed at any instant and started again with
   the same command resumes at the start of the epoch it was in;
-- ``model.keras``: the final model, with per-class thresholds tuned on the
-  evaluation split when ``tune_thresholds``;
+- ``model.keras``: the final model, with thresholds tuned on the selection
+  split when ``tune_thresholds`` (``threshold_mode``: per-class F1, F-beta,
+  precision or recall target, or one global O-F1 threshold);
 - ``metrics.json``: the final evaluation of ``model.keras`` on the
   evaluation split: ``metrics`` at threshold 0.5 and, when
   ``tune_thresholds``, ``metrics_tuned`` at the per-class ``thresholds``
-  (both ``mltf.metrics.compute_all`` dicts; ``metrics_tuned`` is optimistic,
-  its thresholds were tuned on that same split).
+  (both ``mltf.metrics.compute_all`` dicts) and ``threshold_choice`` (the
+  mode, its beta or target, the labels whose target was not reached);
+  ``metrics_tuned`` is optimistic when ``select_fraction = 0`` (tuned on
+  that same split).
 
 Under MultiWorkerMirroredStrategy (``TF_CONFIG``) only the chief writes the
 run folder; the other workers write into temporary folders of their own.

@@ -108,16 +108,20 @@ def carve(train_cfg, eval_cfg, info: schema.DatasetInfo, fraction: float, seed: 
                      select_cfg, labels[~mask], ids[mask], fraction, seed, method)
 
 
-def evaluate(model, select_ds, eval_ds, num_labels: int, tune: bool, train_labels):
+def evaluate(model, select_ds, eval_ds, label_names, tuning: Optional[dict], train_labels):
     """The end of a run: ``(`` the evaluation split's report entries, the thresholds, its
-    ``compute_all`` at the tuned thresholds or None when not ``tune``, the
+    ``compute_all`` at the tuned thresholds, the ``threshold_choice`` entry
+    (``metrics.choose_thresholds``'s report, ``unmet`` by label name), the
     selection split's entries, the evaluation split's ``(ids, labels,
-    scores)`` ``)``; the entries are ``metrics`` (``compute_all``
-    at 0.5) and ``diagnostics`` (``dependency_diagnostics`` at 0.5 against
-    ``train_labels``, the matrices only up to ``MAX_MATRIX_LABELS`` labels;
-    absent when ``train_labels`` is None).
+    scores)`` ``)``, the tuned two None when ``tuning`` is None; the entries
+    are ``metrics`` (``compute_all`` at 0.5) and ``diagnostics``
+    (``dependency_diagnostics`` at 0.5 against ``train_labels``, the
+    matrices only up to ``MAX_MATRIX_LABELS`` labels; absent when
+    ``train_labels`` is None).
 
-    The thresholds are tuned on ``select_ds``; ``eval_ds`` None means the
+    The thresholds are chosen on ``select_ds`` by ``choose_thresholds`` with
+    the arguments in ``tuning`` (``mode``, ``beta``, ``target``), and set on
+    ``model``; ``eval_ds`` None means the
     selection split is the evaluation split, and then the tuned dict is
     optimistic: it says what the saved model's own thresholds do there, not
     what they would do on unseen images.
@@ -138,13 +142,15 @@ def evaluate(model, select_ds, eval_ds, num_labels: int, tune: bool, train_label
     selected = entries(y_sel, s_sel)
     results = selected if eval_ds is None else entries(y, s)
     predictions = (ids, y, s)
-    thresholds = np.full(num_labels, 0.5, np.float32)
-    if not tune:
-        return results, thresholds, None, selected, predictions
-    thresholds = metrics.tune_thresholds(y_sel, s_sel)
+    if tuning is None:
+        return (results, np.full(len(label_names), 0.5, np.float32), None, None, selected,
+                predictions)
+    thresholds, choice = metrics.choose_thresholds(y_sel, s_sel, **tuning)
+    if "unmet" in choice:
+        choice["unmet"] = [label_names[j] for j in choice["unmet"]]
     model.set_thresholds(thresholds)
     # The model's float32 copy, so the numbers are those of
     # ``mltf.evaluate --thresholds=model``.
     saved = keras.ops.convert_to_numpy(model.thresholds)
-    return (results, thresholds, metrics.compute_all(y, s, threshold=saved), selected,
+    return (results, thresholds, metrics.compute_all(y, s, threshold=saved), choice, selected,
             predictions)

@@ -44,6 +44,8 @@ def train(model_dir: str, epochs: int = 10, steps_per_epoch: Optional[int] = Non
           mixed_precision: Optional[str] = None, strategy: str = "auto",
           checkpoint_metric: str = "val_mAP", eval_every: int = 1,
           backup_keep: int = 2, callbacks: Sequence = (), tune_thresholds: bool = True,
+          threshold_mode: str = "f1", threshold_beta: float = 1.0,
+          threshold_target: Optional[float] = None,
           select_fraction: float = 0.1, select_seed: int = 0, select_method: str = "iterative",
           seed: int = 0, verbose="auto", method: str = "bce",
           initial_model: Optional[str] = None, ema_momentum: Optional[float] = None,
@@ -73,9 +75,13 @@ def train(model_dir: str, epochs: int = 10, steps_per_epoch: Optional[int] = Non
         resumes at the start of the epoch it was in (``run_state``).
       callbacks: extra Keras callbacks (``ReduceLROnPlateau`` can monitor
         ``val_loss``: the full-set evaluation logs it).
-      tune_thresholds: tune per-class F1 thresholds on the selection split,
-        save them with ``model.keras`` and report the evaluation split's
-        metrics at them as ``metrics_tuned`` in ``metrics.json``.
+      tune_thresholds: tune thresholds on the selection split, save them with
+        ``model.keras`` and report the evaluation split's metrics at them as
+        ``metrics_tuned`` in ``metrics.json`` (how: ``threshold_choice``).
+      threshold_mode, threshold_beta, threshold_target: how
+        (``mltf.metrics.choose_thresholds``): ``"f1"`` (per class),
+        ``"fbeta"`` (per class, this beta), ``"precision"`` / ``"recall"``
+        (per class, at least this target), ``"global"`` (one for all, O-F1).
       select_fraction, select_seed, select_method: the selection split
         (``mltf.training.selection``): this share of the training split,
         drawn with this seed, ``"iterative"`` (label-stratified) or
@@ -101,6 +107,7 @@ def train(model_dir: str, epochs: int = 10, steps_per_epoch: Optional[int] = Non
     if optimizer is not None and learning_rate is not None:
         raise ValueError("bind either mltf.train.optimizer or mltf.train.learning_rate, "
                          "not both (the optimizer carries its own learning rate)")
+    metrics.check_threshold_mode(threshold_mode, threshold_beta, threshold_target)
     plugin = methods.get(method)
     optimizer = optimizer or keras.optimizers.Adam(learning_rate or 1e-3)
     if ema_momentum is not None:
@@ -134,11 +141,13 @@ def train(model_dir: str, epochs: int = 10, steps_per_epoch: Optional[int] = Non
     run.train_config = plugin.adapt_input(run, fit_model, train_cfg)
     state, train_seconds = fit.main(fit_model, epochs, plugin.callbacks(run, fit_model),
                                     checkpoint_metric)
-    results, thresholds, tuned, selected, predictions = selection.evaluate(
-        model, select_ds, eval_ds if chosen.carved else None, info.num_labels, tune_thresholds,
-        run.train_labels)
+    tuning = dict(mode=threshold_mode, beta=threshold_beta, target=threshold_target)
+    results, thresholds, tuned, choice, selected, predictions = selection.evaluate(
+        model, select_ds, eval_ds if chosen.carved else None, info.label_names,
+        tuning if tune_thresholds else None, run.train_labels)
     report = {"split": eval_cfg.split, "data_dir": eval_cfg.data_dir, **results,
-              **({"metrics_tuned": tuned} if tuned is not None else {}),
+              **({"metrics_tuned": tuned, "threshold_choice": choice} if tuned is not None
+                 else {}),
               "selection": {**chosen.describe(eval_cfg.split), **selected},
               "thresholds": [float(t) for t in thresholds], "label_names": info.label_names,
               "epochs": len(state.rows), "train_seconds": round(train_seconds, 1),
@@ -214,7 +223,11 @@ def _finish(run, run_dir, model, report, state, chosen, predictions):
     if tuned is not None:
         where = ("the selection split" if report["selection"]["carved"]
                  else "this split (optimistic)")
-        print(f"At the per-class thresholds tuned on {where} (metrics_tuned): "
+        choice = report["threshold_choice"]
+        if choice.get("unmet"):
+            print(f"Threshold target {choice['target']} not reached for: "
+                  f"{', '.join(choice['unmet'])} (their thresholds maximise {choice['mode']})")
+        print(f"At the thresholds tuned ({choice['mode']}) on {where} (metrics_tuned): "
               + ", ".join(f"{name} {100 * tuned[key]:.2f}" for key, name in (
                   ("CF1", "C-F1"), ("OF1", "O-F1"), ("example_F1", "example-F1"),
                   ("subset_accuracy", "subset accuracy"), ("jaccard", "Jaccard"))))
