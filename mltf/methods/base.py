@@ -73,6 +73,10 @@ class Run:
       train_labels: multi-hot labels ``[N, C]`` of the examples the run
         trains on (the training split without its selection part): the label
         sets a method may tabulate or draw from.
+      select_config: the ``InputConfig`` of the selection split (the held-out
+        part of the training split, or the evaluation split when nothing is
+        carved; ``mltf.training.selection``), for a method's own per-epoch
+        diagnostics; None when the trainer did not set it.
     """
     model_dir: str
     chief: bool
@@ -90,6 +94,7 @@ class Run:
     in_scope: Optional[Callable] = None
     save_model: Optional[Callable] = None
     train_labels: Any = None
+    select_config: Any = None
 
 
 class Method:

@@ -122,6 +122,7 @@ def train(model_dir: str, epochs: int = 10, steps_per_epoch: Optional[int] = Non
     chosen = selection.carve(run.train_config, eval_cfg, run.info, select_fraction,
                              select_seed, select_method)
     run.train_config, run.train_labels = chosen.train_config, chosen.train_labels
+    run.select_config = chosen.select_config
     model = _start_classifier(plugin, run, optimizer, dropout, label_smoothing, loss,
                               label_reduction)
     train_cfg, info, strategy_obj = run.train_config, run.info, run.strategy

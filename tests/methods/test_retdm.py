@@ -295,3 +295,38 @@ def test_bad_settings_are_refused():
         _tiny(y, negatives="images")
     with pytest.raises(ValueError, match=">= 0"):
         _tiny(y, alpha=-1.0)
+
+
+def test_metric_to_bce_gradient_ratio_on_f_i_against_numpy():
+    """||d(alpha J1)/d f_I|| / ||d BCE/d f_I||: the BCE's gradient by hand
+    through the head, J1's by central differences of the numpy J1 (one-way,
+    so no bank), logged in stage 3 and 0 before."""
+    x, y = _data()
+    x, y = x[:16], y[:16]
+    model = _tiny(_data()[1], alpha=0.7, two_way=False)
+    f_i, logits = (a.numpy().astype(np.float64) for a in model.classifier(
+        x, return_features=True))
+    f_y = model.embed_labels(y).numpy().astype(np.float64)
+    ids, _ = model.set_ids(tf.constant(y))
+    nb = model.neighbours.numpy()[ids.numpy()]
+    f_yn = model.embed_labels(model.label_sets.numpy()[nb].reshape(-1, C)).numpy()
+    f_yn = f_yn.reshape(16, 3, 5).astype(np.float64)
+    p = 1 / (1 + np.exp(-logits))
+    kernel = model.classifier.head.kernel.numpy().astype(np.float64)  # [5, C]
+    g_bce = ((p - y) / y.size) @ kernel.T  # BCE averaged over the 16 x C entries
+    h, g_metric = 1e-5, np.zeros_like(f_i)
+    for index in np.ndindex(*f_i.shape):
+        up, down = f_i.copy(), f_i.copy()
+        up[index] += h
+        down[index] -= h
+        g_metric[index] = 0.7 * (_np_metric(up, f_y, f_yn)[0].mean()
+                                 - _np_metric(down, f_y, f_yn)[0].mean()) / (2 * h)
+    assert np.abs(g_metric).max() > 0  # some J1 term is active
+    want = np.linalg.norm(g_metric) / np.linalg.norm(g_bce)
+    model.set_stage(3)
+    logs = model.train_step((tf.constant(x), tf.constant(y)))
+    assert float(logs["metric_grad_ratio"]) == pytest.approx(want, rel=1e-3)
+    for stage in (1, 2):
+        model.set_stage(stage)
+        model.reset_metrics()
+        assert float(model.train_step((tf.constant(x), tf.constant(y)))["metric_grad_ratio"]) == 0

@@ -36,7 +36,10 @@ class RETDMClassifier(OneOptimizerCompileConfig, LabelDependencyModel):
 
     ``StageSchedule`` switches stages by epoch (so a resumed run picks the
     right one). Every term, the fraction of examples where J1 and J2 are
-    active, and the memory bank's age are logged in every stage.
+    active, and the memory bank's age are logged in every stage; in stage 3
+    also ``metric_grad_ratio``, ||d(alpha J_metric)/d f_I|| / ||d L_cls /
+    d f_I|| over the replica's batch (0 in stages 1-2), how much the metric
+    pulls on the image embeddings next to the BCE.
 
     J2's image neighbours I(Theta) come from a ``MemoryBank`` of image
     embeddings per label set (``negatives="bank"``; a row is as fresh as the
@@ -68,7 +71,7 @@ class RETDMClassifier(OneOptimizerCompileConfig, LabelDependencyModel):
     """
 
     tracker_names = ("loss", "bce", "j1", "j2", "reconstruction", "j1_active", "j2_active",
-                     "bank_age", "bank_filled")
+                     "bank_age", "bank_filled", "metric_grad_ratio")
 
     def __init__(self, classifier, num_sets: int, k: int = 10, alpha: float = 1.0,
                  beta: float = 1.0, lam: float = 1.0, two_way: bool = True,
@@ -206,12 +209,14 @@ class RETDMClassifier(OneOptimizerCompileConfig, LabelDependencyModel):
         n_emb = len(self.label_embedding.trainable_variables)
         trained = {1: cls_trainable, 2: label_trainable,
                    3: list(cls_trainable) + list(label_trainable)}[stage]
-        with tf.GradientTape() as tape:
+        # Persistent in stage 3 only: two more gradients, wrt f_I alone, for
+        # metric_grad_ratio (they stop at f_I, so the backbone is not run back twice).
+        with tf.GradientTape(persistent=stage == 3) as tape:
             tape.watch(trained)
-            (f_i, logits), new_nt = cls.stateless_call(
+            (features, logits), new_nt = cls.stateless_call(
                 cls_trainable, cls_non_trainable, x, training=stage != 2,
                 return_features=True)
-            f_i = tf.cast(f_i, tf.float32)
+            f_i = tf.cast(features, tf.float32)
             hidden_v = label_trainable[:n_hidden]
             emb_v = label_trainable[n_hidden:n_hidden + n_emb]
             rec_v = label_trainable[n_hidden + n_emb:]
@@ -239,18 +244,22 @@ class RETDMClassifier(OneOptimizerCompileConfig, LabelDependencyModel):
                 j2_each, a2 = metric_loss_in_batch(f_y, f_i, f_i, batch_mask)
             j1 = steps.per_replica_mean(j1_each)
             j2 = steps.per_replica_mean(j2_each)
-            metric = j1 + self.lam * j2
+            weighted_metric = self.alpha * (j1 + self.lam * j2)
             if stage == 1:
                 total = bce
             elif stage == 2:
-                total = self.alpha * metric + self.beta * rec
+                total = weighted_metric + self.beta * rec
             else:
-                total = bce + self.alpha * metric + self.beta * rec
+                total = bce + weighted_metric + self.beta * rec
             scaled = self.optimizer.scale_loss(total)
         grads = tape.gradient(scaled, trained)
+        ratio = tf.zeros([])
+        if stage == 3:
+            ratio = _norm_ratio(tape.gradient(weighted_metric, features),
+                                tape.gradient(bce, features))
         terms = {"loss": total, "bce": bce, "j1": j1, "j2": j2, "reconstruction": rec}
         active = (tf.cast(a1, tf.float32), tf.cast(a2, tf.float32))
-        return terms, active, grads, new_nt, tf.stop_gradient(f_i)
+        return terms, active, grads, new_nt, tf.stop_gradient(f_i), ratio
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
@@ -281,7 +290,7 @@ class RETDMClassifier(OneOptimizerCompileConfig, LabelDependencyModel):
         if stage not in self._step_fns:
             self._step_fns[stage] = steps.replica_function(
                 lambda *args: self._losses_and_grads(stage, *args), self.xla)
-        terms, (a1, a2), grads, new_nt, f_i = self._step_fns[stage](
+        terms, (a1, a2), grads, new_nt, f_i, ratio = self._step_fns[stage](
             steps.variable_values(self.classifier.trainable_variables),
             steps.variable_values(self.classifier.non_trainable_variables),
             steps.variable_values(self._label_variables()),
@@ -297,6 +306,7 @@ class RETDMClassifier(OneOptimizerCompileConfig, LabelDependencyModel):
             self.trackers[name].update_state(steps.unscaled(value), sample_weight=batch)
         self.trackers["j1_active"].update_state(a1)
         self.trackers["j2_active"].update_state(a2)
+        self.trackers["metric_grad_ratio"].update_state(ratio)
         if uses_bank:
             age = tf.cast(self.bank.age(neighbours, step, last_seen), tf.float32)
             self.trackers["bank_age"].update_state(
@@ -317,6 +327,15 @@ class RETDMClassifier(OneOptimizerCompileConfig, LabelDependencyModel):
             "embedding_epochs": self.embedding_epochs,
         })
         return config
+
+
+def _norm_ratio(numerator, denominator):
+    """||numerator|| / ||denominator|| of two gradients (0 where one is
+    None, the term not depending on f_I, or the denominator is 0)."""
+    if numerator is None or denominator is None:
+        return tf.zeros([])
+    norm = [tf.norm(tf.cast(g, tf.float32)) for g in (numerator, denominator)]
+    return tf.math.divide_no_nan(norm[0], norm[1])
 
 
 @gin.configurable(module="mltf", denylist=["classifier", "labels"])

@@ -14,9 +14,11 @@ import os
 
 import keras
 
+import pipelines
 from mltf import backbones
 from mltf.methods.base import Method, Run, SettingsError
 from mltf.methods.wgan_gp.critic import build_critic, frozen_copy
+from mltf.methods.wgan_gp.diagnostics import CriticDiagnostics
 from mltf.methods.wgan_gp.mismatch import MismatchedLabels
 from mltf.methods.wgan_gp.model import build_wgan
 
@@ -33,6 +35,9 @@ class WGANGP(Method):
       critic_optimizer, generator_optimizer: the two optimizers (gin scopes:
         ``@critic/keras.optimizers.Adam()``); default Adam 1e-4 for both, as
         in seed 000.
+      diagnostic_images: images of the selection split the critic's
+        diagnostics (``mltf.methods.wgan_gp.diagnostics``: ``val_critic_*``,
+        ``val_softness_auc``) are measured on each epoch; 0: none.
       fext: the critic's frozen feature extractor. ``"generator"``: a copy of
         the BCE-trained generator's backbone. ``"imagenet"`` (seed 000 sec.
         4.1, "the pretrained generator" without its output layer, fixed): a
@@ -43,7 +48,7 @@ class WGANGP(Method):
 
     name = "wgan_gp"
     options = {"pretrain_epochs": 0, "critic_optimizer": None, "generator_optimizer": None,
-               "fext": "generator"}
+               "fext": "generator", "diagnostic_images": 256}
     ema_refusal = ("its classifier is trained by generator_optimizer (after "
                    "mltf.train.optimizer's BCE pretraining), and the evaluation and "
                    "checkpoints would score the raw generator, not an average")
@@ -104,6 +109,13 @@ class WGANGP(Method):
         return dataclasses.replace(
             config, batch_size=config.batch_size * fit_model.slots,
             batch_transforms=tuple(config.batch_transforms) + tuple(transforms))
+
+    def callbacks(self, run: Run, fit_model):
+        if run.select_config is None or not run.options["diagnostic_images"]:
+            return []
+        config = dataclasses.replace(run.select_config, training=False, with_ids=False)
+        return [CriticDiagnostics(pipelines.make_dataset(config, info=run.info),
+                                  run.train_labels, run.options["diagnostic_images"])]
 
     def report(self, run: Run, fit_model):
         settings = {key: fit_model.get_config()[key] for key in (
