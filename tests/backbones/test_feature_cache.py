@@ -172,6 +172,9 @@ def test_miml_lite0_feature_configs_run_on_tiny_features(tmp_path):
     assert [float(r["retdm_stage"]) for r in rows] == [1.0, 2.0, 3.0]
 
 
+# About 2 minutes on 2 cores (Lite0 fine-tuning, then its WGAN-gp and RETDM
+# arms); the feature configs' test above runs the same three configs' wiring.
+@pytest.mark.slow
 def test_miml_lite0_fine_tune_configs_run_on_tiny_images(tmp_path):
     """The three fine-tuning configs, one step each, random weights."""
     data_dir = _images(tmp_path, n_train=8, n_val=4)

@@ -274,7 +274,9 @@ def test_retdm_refuses_pretrain_epochs(demo_dir, tmp_path):
 
 @pytest.mark.parametrize("config", [
     "coco_vgg16_retdm.gin", "coco_vgg16_retdm_one_way.gin",
-    "scene_vgg16_retdm.gin", "mirflickr_vgg16_retdm.gin"])
+    # The same paper_retdm.gin on other data folders: behind -m slow.
+    pytest.param("scene_vgg16_retdm.gin", marks=pytest.mark.slow),
+    pytest.param("mirflickr_vgg16_retdm.gin", marks=pytest.mark.slow)])
 def test_vgg16_retdm_paper_configs_run_on_a_tiny_coco_tree(config, tmp_path):
     """The paper's RETDM configs as written (VGG-16, Phi_cnn = fc6 and fc7
     resized to 512, SGD and its plateau schedule), on tiny COCO records with
