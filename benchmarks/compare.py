@@ -47,7 +47,7 @@ import statistics
 import numpy as np
 from absl import app, flags
 
-from runlib import PERCENT, ROOT, train_run
+from runlib import PERCENT, ROOT, run_seeds, train_run
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("config", None, "The config every arm runs unless it names its own.")
@@ -84,31 +84,29 @@ def seed_bindings(seed):
 
 
 def run_all(arms, seeds):
-    """``{arm: [metrics.json report per seed]}``, training what is missing."""
-    reports = {name: [] for name, _, _ in arms}
-    order = sorted(arms, key=lambda a: a[0] != FLAGS.budget_from)  # the budget arm first
-    for seed in seeds:
+    """``{arm: [metrics.json report per seed]}``, training what is missing
+    (``runlib.run_seeds``: per seed, the budget arm first)."""
+    configs = {name: (config, bindings) for name, config, bindings in arms}
+    order = sorted(configs, key=lambda name: name != FLAGS.budget_from)
+    budgets = {}
+
+    def run_arm(name, seed):
         common = seed_bindings(seed) + list(FLAGS.gin_bindings)
         if FLAGS.base:
             base_dir = os.path.join(FLAGS.out_dir, f"base_s{seed}")
             train_run(FLAGS.base, base_dir, common, f"base seed {seed}")
             common.append(f"mltf.train.initial_model = "
                           f"'{os.path.join(ROOT, base_dir, 'model.keras')}'")
-        budget = None
-        for name, config, bindings in order:
-            extra = []
-            if budget is not None and name != FLAGS.budget_from:
-                extra = [f"mltf.train.steps_per_epoch = {budget}"]
-            report = train_run(config, os.path.join(FLAGS.out_dir, f"{name}_s{seed}"),
-                               common + bindings + extra, f"{name} seed {seed}")
-            if name == FLAGS.budget_from:
-                budget = report["steps_per_epoch"]
-            reports[name].append(report)
-            m = report["metrics"]
-            print(f"{name:14} seed {seed}: mAP {100 * m['mAP']:.2f} C-F1 {100 * m['CF1']:.2f} "
-                  f"example-F1 {100 * m['example_F1']:.2f} subset {100 * m['subset_accuracy']:.2f}"
-                  f" ({report['train_seconds']:.0f} s)", flush=True)
-    return reports
+        config, bindings = configs[name]
+        extra = ([f"mltf.train.steps_per_epoch = {budgets[seed]}"]
+                 if seed in budgets and name != FLAGS.budget_from else [])
+        report = train_run(config, os.path.join(FLAGS.out_dir, f"{name}_s{seed}"),
+                           common + bindings + extra, f"{name} seed {seed}")
+        if name == FLAGS.budget_from:
+            budgets[seed] = report["steps_per_epoch"]
+        return report
+
+    return run_seeds(order, seeds, run_arm)
 
 
 def load_predictions(name, seeds):
