@@ -19,7 +19,15 @@ eval_<split>.json``), ``--thresholds`` (``0.5``, any number in [0, 1], or
 ``model``: the per-class thresholds saved in the model, tuned by
 ``mltf.train``), ``--image_size`` (N or HxW), ``--batch_size`` (64),
 ``--train_split`` (default ``train``: the split of the same dataset whose
-label sets the dependency diagnostics compare against; ``""`` skips them).
+label sets the dependency diagnostics compare against; ``""`` skips them),
+``--tensorboard_dir`` (also write the figures there, ``mltf.training.pictures``).
+
+Beside the JSON file (``<stem>.json``), at the same thresholds
+(``mltf.metrics.figures``): ``<stem>_pr_curves.png`` (precision-recall per
+class; above 16 classes the 8 best and 8 worst by AP), ``<stem>_ap.png``
+(AP per class, best first, the mAP dashed) and, for an image dataset,
+``<stem>_images.png`` (the split's first 16 images, correct labels green,
+missed orange, wrong red).
 
 The JSON file (keys in this order; label order is the model's):
 
@@ -108,6 +116,9 @@ def define_flags(flag_values=FLAGS) -> None:
     flags.DEFINE_string("train_split", "train", "The split whose label sets the dependency "
                         "diagnostics (novel label sets) compare against; '' skips them.",
                         flag_values=flag_values)
+    flags.DEFINE_string("tensorboard_dir", None, "Also write the figures (PR curves, AP per "
+                        "class, the image grid) and per-class PR curves to TensorBoard "
+                        "event files here.", flag_values=flag_values)
 
 
 class EvaluationError(Exception):
@@ -120,6 +131,14 @@ def evaluate(model_path: str, data_dir: str, split: str = "val",
     """Evaluates and returns the report dict written as JSON (see the module
     docstring). ``model`` may be passed already loaded (then ``model_path``
     is only recorded). Raises ``EvaluationError`` for user errors."""
+    return _evaluate(model_path, data_dir, split, thresholds, image_size, batch_size,
+                     model, train_split)[0]
+
+
+def _evaluate(model_path, data_dir, split, thresholds, image_size, batch_size, model,
+              train_split):
+    """``evaluate``: ``(report, dataset info, (ids, labels, scores), the
+    thresholds [C])``."""
     import pipelines
     from mltf import inference, metrics
     from mltf.data import schema
@@ -184,7 +203,7 @@ def evaluate(model_path: str, data_dir: str, split: str = "val",
                            "num_positives": int(per["num_positives"][j]),
                            "num_predicted": int(per["num_predicted"][j])}
     demo = _demo_diagnostics(info, split, ids, y, s, t)
-    return {"model": model_path, "data_dir": data_dir, "split": split,
+    report = {"model": model_path, "data_dir": data_dir, "split": split,
             "thresholds_used": described,
             "image_size": list(spec.image_size) if spec.image_size else None,
             "preprocessing": spec.preprocessing,
@@ -193,6 +212,7 @@ def evaluate(model_path: str, data_dir: str, split: str = "val",
                 "train_split": train_split, **metrics.diagnostics_json(
                     metrics.dependency_diagnostics(y, s, train_labels, threshold=t))}}),
             **({} if demo is None else {"demo": demo})}
+    return report, info, (ids, y, s), t
 
 
 def _demo_diagnostics(info, split, ids, y, s, t):
@@ -250,19 +270,26 @@ def _names(names, limit=8):
 def main(argv, flag_values=FLAGS):
     """The program: returns the exit code."""
     from mltf import inference, metrics
+    from mltf.training import pictures
     from mltf.utils import atomic
     fv = flag_values
     error = inference.check_cli_args("mltf.evaluate", argv, fv, ("model", "data_dir"))
     if error is not None:
         return error
     try:
-        report = evaluate(fv.model, fv.data_dir, fv.split, fv.thresholds,
-                          fv.image_size, fv.batch_size, train_split=fv.train_split)
+        report, info, predictions, t = _evaluate(
+            fv.model, fv.data_dir, fv.split, fv.thresholds, fv.image_size, fv.batch_size,
+            None, fv.train_split)
     except EvaluationError as e:
         return inference.cli_error("mltf.evaluate", str(e))
     output = fv.output or os.path.join(
         inference.default_output_folder(fv.model), f"eval_{fv.split}.json")
     atomic.write_json(output, report)
+    drawn = pictures.draw(info, fv.data_dir, fv.split, predictions, t, "mltf.evaluate")
+    pngs = pictures.write_pngs(os.path.splitext(output)[0], drawn)
+    if fv.tensorboard_dir:
+        pictures.write_tensorboard(fv.tensorboard_dir, drawn, predictions[1], predictions[2],
+                                   info.label_names)
     print(metrics.format_table(report["metrics"], report.get("diagnostics")))
     demo = report.get("demo")
     if demo is not None:
@@ -273,6 +300,8 @@ def main(argv, flag_values=FLAGS):
               f"(true {100 * demo['cross_theme_rate_true']:.2f})")
     print(f"(model {report['model']}; split {fv.split!r} of {fv.data_dir}; "
           f"thresholds {report['thresholds_used']}; written to {output})")
+    print(f"Figures: {', '.join(pngs)}"
+          + (f"; TensorBoard events in {fv.tensorboard_dir}" if fv.tensorboard_dir else ""))
     return 0
 
 

@@ -16,7 +16,10 @@ The run folder (``--model_dir``, default ``runs/<config name>``) receives:
 
 - ``operative_config.gin``: every gin value the run used;
 - ``tensorboard/``: losses, learning rate and the full-set evaluation
-  metrics each epoch, and the operative config as text;
+  metrics each epoch, and the operative config as text; ``final/``: the
+  final evaluation's figures (``mltf.training.pictures``: precision-recall
+  curves, AP per class and, for images, the evaluation split's first images
+  with their labels at the saved thresholds) and per-class PR curves;
 - ``training_log.csv``: one row per epoch;
 - ``checkpoints/last.keras`` and ``checkpoints/best.keras`` (by
   ``checkpoint_metric``);

@@ -4,7 +4,8 @@ that of the true sets (right), row ``i``, column ``j``, label 0 at the top
 left.
 
 Colours run from dark violet (0) through teal to yellow (1), five anchors of
-matplotlib's viridis interpolated linearly (matplotlib is not a dependency);
+matplotlib's viridis interpolated linearly (numpy only: drawn every epoch,
+where a matplotlib figure would cost seconds);
 an undefined row (a label no set holds) is mid grey, and a white band
 separates the two maps.
 """

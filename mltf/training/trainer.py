@@ -26,7 +26,7 @@ from mltf.core import steps as steps_lib
 from mltf.data import schema
 from mltf.models import MultiLabelClassifier, in_global_policy
 from mltf.training import callbacks as cbs_lib
-from mltf.training import ema
+from mltf.training import ema, pictures
 from mltf.training import run_files, run_state, selection
 from mltf.training.gin_setup import in_scope
 import pipelines
@@ -207,12 +207,18 @@ def _start_classifier(plugin, run, optimizer, dropout, label_smoothing, loss, la
 def _finish(run, run_dir, model, report, state, chosen, predictions):
     """Writes ``model.keras``, ``metrics.json``, ``predictions.npz`` (the
     evaluation split's ``ids``, ``labels`` and ``scores``, for paired
-    comparisons) and ``select_ids.txt`` (the chief) and prints the table."""
+    comparisons), ``select_ids.txt`` and the figures in ``tensorboard/final``
+    (``mltf.training.pictures``, at the saved thresholds) (the chief) and
+    prints the table."""
     if run.chief:
         chosen.write_ids(run.model_dir)
         run_files.write_predictions(os.path.join(run.model_dir, PREDICTIONS), *predictions)
         run_state.save_model(model, os.path.join(run.model_dir, "model.keras"))
         run_state.write_json(os.path.join(run.model_dir, "metrics.json"), report)
+        drawn = pictures.draw(schema.read_info(report["data_dir"]), report["data_dir"],
+                              report["split"], predictions, report["thresholds"], "mltf.train")
+        pictures.write_tensorboard(os.path.join(run.model_dir, "tensorboard", "final"), drawn,
+                                   *predictions[1:], report["label_names"], report["epochs"])
         state.close()  # last: a kill before this resumes and writes them again
     else:
         shutil.rmtree(run.model_dir, ignore_errors=True)

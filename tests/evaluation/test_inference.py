@@ -185,6 +185,9 @@ def test_evaluate_cli_matches_independent_metrics(env, tmp_path):
         assert part in proc.stdout, part  # format_table
     with open(run / "eval_val.json") as f:
         report = json.load(f)
+    # The figures beside it, drawn in a process without a display.
+    for key in ("pr_curves", "ap", "images"):
+        assert (run / f"eval_val_{key}.png").stat().st_size > 1000, key
     assert list(report)[:4] == ["model", "data_dir", "split", "thresholds_used"]
     assert report["model"] == str(run / "model.keras")
     assert report["split"] == "val" and report["thresholds_used"] == "0.5"
@@ -227,6 +230,36 @@ def test_evaluate_model_thresholds(env, tmp_path, capsys):
     # The default is 0.5 even for a model with tuned thresholds.
     report = evaluate.evaluate(env["tuned_file"], env["data_dir"])
     assert_metrics_equal(report["metrics"], at_half)
+
+
+def test_evaluate_figures_as_pngs_and_in_tensorboard(env, tmp_path, capsys):
+    from matplotlib import image as mpl_image
+    out, tb = tmp_path / "e.json", tmp_path / "tb"
+    code, stdout, _ = run_main(evaluate, [f"--model={env['tuned_file']}",
+                                          f"--data_dir={env['data_dir']}",
+                                          "--thresholds=model", f"--output={out}",
+                                          f"--tensorboard_dir={tb}"], capsys)
+    assert code == 0
+    pngs = [tmp_path / f"e_{k}.png" for k in ("pr_curves", "ap", "images")]
+    assert f"Figures: {', '.join(map(str, pngs))}; TensorBoard events in {tb}" in stdout
+    shapes = {}
+    for path in pngs:
+        pixels = mpl_image.imread(path)
+        assert pixels.ndim == 3 and pixels[..., :3].std() > 0.01, path
+        shapes[path.stem[2:]] = pixels.shape[:2]
+    # 12 val images: 4 columns, 3 rows.
+    assert shapes["images"] == (int(round(100 * (3 * (2.0 + 0.16 * 6 + 0.15) + 0.45))), 880)
+    found = {}
+    for path in tb.glob("events.out.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                found[value.tag] = value
+    assert {"pr_curves", "ap_per_class", "images"} <= set(found)
+    assert {f"pr_curve/{n}/pr_curves" for n in LABELS} <= set(found)
+    for key, tag in (("pr_curves", "pr_curves"), ("ap", "ap_per_class"),
+                     ("images", "images")):
+        width, height, _ = tf.make_ndarray(found[tag].tensor)
+        assert (int(height), int(width)) == shapes[key], key
 
 
 def test_evaluate_errors(env, tmp_path, capsys):

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import ROOT, tiny_bindings, train_in_process
 from test_run_state import event_scalars
-from mltf.data import sources, writer
+from mltf.data import schema, sources, writer
 from mltf.data.sources import SourceOptions
 
 def run_train(args, env_extra=None, timeout=600):
@@ -26,7 +26,11 @@ def run_train(args, env_extra=None, timeout=600):
 
 def test_train_writes_a_complete_run_folder(demo_dir, tmp_path):
     from mltf import backbones, metrics, train  # noqa: F401  (gin registrations)
+    from mltf.training import gin_setup
     import pipelines  # noqa: F401
+    # Every configurable registered before the config locks (run alone, no
+    # earlier test has imported the methods).
+    gin_setup.register_all()
     gin.clear_config()
     try:
         gin.parse_config_files_and_bindings(
@@ -74,6 +78,34 @@ def test_train_writes_a_complete_run_folder(demo_dir, tmp_path):
     events = [f for _, _, fs in os.walk(tmp_path / "tensorboard") for f in fs
               if f.startswith("events")]
     assert events
+    # The final evaluation's figures, at the last epoch's count as the step;
+    # the grid holds the val split's first 16 images at the saved thresholds.
+    final = event_scalars(tmp_path / "tensorboard" / "final")
+    names = report["label_names"]
+    assert set(final) == {"./pr_curves", "./ap_per_class", "./images",
+                          *(f"./pr_curve/{n}/pr_curves" for n in names)}
+    assert all(steps == [2] for steps in final.values())
+    from mltf.metrics import figures
+    from mltf.training import pictures
+    ids, _, _ = predict_dataset(model, make_dataset(InputConfig(
+        demo_dir, "val", batch_size=16, training=False, image_size=24,
+        preprocessing="unit", with_ids=True)), with_ids=True)
+    want = figures.image_grid_figure(
+        pictures.read_images(demo_dir, "val", ids[:16], schema.read_info(demo_dir)),
+        y, s, model.thresholds.numpy(), names)
+    grid = final_image(tmp_path / "tensorboard" / "final", "images")
+    np.testing.assert_array_equal(grid, figures.to_rgb(want))
+
+
+def final_image(folder, tag):
+    """The RGB image of ``tag`` in the event files of ``folder``."""
+    import tensorflow as tf
+    for path in folder.glob("events.out.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                if value.tag == tag:
+                    return tf.io.decode_png(tf.make_ndarray(value.tensor)[2]).numpy()
+    raise AssertionError(f"no {tag} in {folder}")
 
 
 def test_gin_typo_names_the_binding(demo_dir, tmp_path):
