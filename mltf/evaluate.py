@@ -216,34 +216,17 @@ def _evaluate(model_path, data_dir, split, thresholds, image_size, batch_size, m
 
 
 def _demo_diagnostics(info, split, ids, y, s, t):
-    """``mltf.metrics.demo.demo_diagnostics`` of a dataset that
-    ``make_tfrecords --source=demo`` wrote, its scenes drawn again from the
-    options it recorded (the generator is deterministic); None for any other
-    dataset, or with a warning when the scenes drawn again are not these."""
-    if info.source != "demo":
-        return None
-    import dataclasses
-
-    import numpy as np
-
-    from mltf.data.sources import demo_source
+    """``mltf.metrics.demo.SceneTruth.diagnostics`` of a dataset that
+    ``make_tfrecords --source=demo`` wrote; None for any other dataset, or
+    with a warning when the scenes drawn again are not these."""
     from mltf.metrics import demo
-    names = {f.name for f in dataclasses.fields(demo_source.Options)}
-    options = demo_source.Options(**{k: v for k, v in info.arguments.items() if k in names})
-    scenes = demo_source.generate(options).get(split)
-    # Record ids are demo-<split>-<scene index> (demo_source.load).
-    index = [int(i.rsplit("-", 1)[-1]) if i.startswith(f"demo-{split}-") else -1 for i in ids]
-    if scenes is None or sorted(index) != list(range(len(scenes.labels))):
-        print(f"mltf.evaluate: warning: split {split!r} is not the demo scenes its recorded "
-              "options draw; no demo diagnostics", file=sys.stderr)
+    truth = demo.scene_truth(info, split)
+    if truth is None:
+        if info.source == "demo":
+            print(f"mltf.evaluate: warning: the demo's recorded options draw no split "
+                  f"{split!r}; no demo diagnostics", file=sys.stderr)
         return None
-    row_of = np.argsort(index)
-    try:
-        return demo.demo_diagnostics(y, s, row_of[scenes.object_scene], scenes.object_label,
-                                     scenes.object_state, threshold=t)
-    except ValueError as e:
-        print(f"mltf.evaluate: warning: no demo diagnostics: {e}", file=sys.stderr)
-        return None
+    return demo.diagnostics_or_none(truth, ids, y, s, t, program="mltf.evaluate")
 
 
 def _train_labels(data_dir, info, split):

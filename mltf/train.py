@@ -26,16 +26,23 @@ The run folder (``--model_dir``, default ``runs/<config name>``) receives:
 - ``backup/``: the committed epoch states (``mltf.training.run_state``), there while
   the run is unfinished; a run killed at any instant and started again with
   the same command resumes at the start of the epoch it was in;
-- ``model.keras``: the final model, with thresholds tuned on the selection
-  split when ``tune_thresholds`` (``threshold_mode``: per-class F1, F-beta,
-  precision or recall target, or one global O-F1 threshold);
+- ``model.keras``: the final model (the last epoch's weights, or with
+  ``final = "best"`` those of ``checkpoints/best.keras``), with thresholds
+  tuned on the selection split when ``tune_thresholds`` (``threshold_mode``:
+  per-class F1, F-beta, precision or recall target, or one global O-F1
+  threshold);
 - ``metrics.json``: the final evaluation of ``model.keras`` on the
   evaluation split: ``metrics`` at threshold 0.5 and, when
   ``tune_thresholds``, ``metrics_tuned`` at the per-class ``thresholds``
   (both ``mltf.metrics.compute_all`` dicts) and ``threshold_choice`` (the
   mode, its beta or target, the labels whose target was not reached);
   ``metrics_tuned`` is optimistic when ``select_fraction = 0`` (tuned on
-  that same split).
+  that same split). ``final``: the epoch used (``choice``, ``epoch`` as in
+  ``training_log.csv``, for ``"best"`` the checkpoint ``metric`` and
+  ``value``). On a dataset of ``make_tfrecords --source=demo`` also
+  ``demo`` and ``demo_tuned`` (``mltf.metrics.demo``: recall of normal,
+  faint and occluded digits, predicted pairs across themes), also logged
+  each epoch on the selection split (``val_recall_faint``, ...).
 
 Under MultiWorkerMirroredStrategy (``TF_CONFIG``) only the chief writes the
 run folder; the other workers write into temporary folders of their own.

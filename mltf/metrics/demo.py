@@ -15,13 +15,27 @@ sets follow.
   images, the share whose two labels share no theme (``three`` and
   ``eight`` belong to two themes each; a pair inside either is within). The
   truth's rate comes from the rare outside label alone; NaN without a pair.
+
+``scene_truth`` draws the scenes of a dataset that ``make_tfrecords
+--source=demo`` wrote again from the options it recorded (the generator is
+deterministic), once per process; its ``SceneTruth`` scores any subset of a
+split's images in any order by their record ids (``mltf.evaluate`` on a
+whole split, ``mltf.train`` on its selection part each epoch).
 """
+
+import dataclasses
+import functools
+import sys
+from typing import Optional
 
 import numpy as np
 
 from mltf.data.sources import demo_source
 from mltf.metrics.thresholds import DEFAULT_THRESHOLD, _binarize
 from mltf.metrics.validation import _check_inputs, _check_threshold
+
+DEMO_KEYS = ("recall_normal", "recall_faint", "recall_occluded", "cross_theme_rate_pred",
+             "cross_theme_rate_true")
 
 _STATES = (("normal", demo_source.NORMAL), ("faint", demo_source.FAINT),
            ("occluded", demo_source.OCCLUDED))
@@ -83,3 +97,72 @@ def demo_diagnostics(y_true, scores, object_row, object_label, object_state,
     out.update({f"num_{name}": int((states == state).sum()) for name, state in _STATES})
     out.update(num_pairs_pred=pairs_pred, num_pairs_true=pairs_true)
     return out
+
+
+@dataclasses.dataclass
+class SceneTruth:
+    """The digits drawn in one split of a demo dataset.
+
+    Args:
+      split: the split's name (its record ids are ``demo-<split>-<index>``,
+        ``demo_source.load``).
+      num_scenes: the split's scene count.
+      object_scene, object_label, object_state: ``[M]`` per drawn digit
+        (``demo_source.DemoScenes``).
+    """
+    split: str
+    num_scenes: int
+    object_scene: np.ndarray
+    object_label: np.ndarray
+    object_state: np.ndarray
+
+    def diagnostics(self, ids, y_true, scores, threshold=DEFAULT_THRESHOLD) -> dict:
+        """``demo_diagnostics`` of the images ``ids`` (row ``r`` of
+        ``y_true``/``scores`` is the record ``ids[r]``, any subset of the
+        split). Raises ``ValueError`` when the ids are not distinct scenes
+        of this split, or the digits do not match the labels."""
+        prefix = f"demo-{self.split}-"
+        index = np.array([int(i[len(prefix):]) if i.startswith(prefix)
+                          and i[len(prefix):].isdigit() else -1 for i in ids], np.int64)
+        if ((index < 0) | (index >= self.num_scenes)).any() or len(set(index)) != len(index):
+            raise ValueError(f"the records are not distinct scenes of the demo's "
+                             f"{self.split!r} split")
+        row_of = np.full(self.num_scenes, -1, np.int64)
+        row_of[index] = np.arange(len(index))
+        rows = row_of[self.object_scene]
+        mine = rows >= 0
+        return demo_diagnostics(y_true, scores, rows[mine], self.object_label[mine],
+                                self.object_state[mine], threshold=threshold)
+
+
+def diagnostics_or_none(truth: Optional[SceneTruth], ids, y_true, scores,
+                        threshold=DEFAULT_THRESHOLD, program: str = "mltf") -> Optional[dict]:
+    """``truth.diagnostics(...)``; None when ``truth`` is None, or with a
+    warning from ``program`` on stderr when the records are not its scenes
+    (a dataset altered after ``make_tfrecords``)."""
+    if truth is None:
+        return None
+    try:
+        return truth.diagnostics(ids, y_true, scores, threshold=threshold)
+    except ValueError as e:
+        print(f"{program}: warning: no demo diagnostics: {e}", file=sys.stderr, flush=True)
+        return None
+
+
+def scene_truth(info, split: str) -> Optional[SceneTruth]:
+    """The ``SceneTruth`` of ``split`` of the dataset ``info``
+    (``mltf.data.schema.DatasetInfo``) when ``make_tfrecords --source=demo``
+    wrote it, else None (another source, or a split the demo does not draw)."""
+    if info.source != "demo":
+        return None
+    names = {f.name for f in dataclasses.fields(demo_source.Options)}
+    options = demo_source.Options(**{k: v for k, v in info.arguments.items() if k in names})
+    return _drawn(options).get(split)
+
+
+@functools.lru_cache(maxsize=2)
+def _drawn(options):
+    # Once per process, without the pixels (the same digits, far faster).
+    return {split: SceneTruth(split, len(s.labels), s.object_scene, s.object_label,
+                              s.object_state)
+            for split, s in demo_source.generate(options, render=False).items()}

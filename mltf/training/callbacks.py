@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from mltf import metrics as metrics_lib
 from mltf.inference import predict_dataset
+from mltf.metrics import demo as demo_lib
 from mltf.training import diagnostics, run_files
 from mltf.training.ema import averaged_weights
 
@@ -34,7 +35,9 @@ class FullSetEvaluation(keras.callbacks.Callback):
     ``DEPENDENCY_KEYS`` as ``val_<key>``) and, given ``image_dir``, draws
     their co-occurrence matrices into TensorBoard
     (``mltf.training.diagnostics.CooccurrenceImages``, outside the kill-safe
-    state).
+    state). Given a demo split's ``mltf.metrics.demo.SceneTruth`` (the
+    dataset then yields its record ids), it adds the demo diagnostics at 0.5
+    (``mltf.metrics.demo.DEMO_KEYS`` as ``val_<key>``).
 
     Must come before the callbacks that read those logs.
 
@@ -46,10 +49,11 @@ class FullSetEvaluation(keras.callbacks.Callback):
         on; None: no dependency diagnostics.
       image_dir: folder of the co-occurrence images' event files; None: no
         images (a worker that is not the chief).
+      demo: the evaluation split's ``SceneTruth``; None: no demo diagnostics.
     """
 
     def __init__(self, dataset, every: int = 1, prefix: str = "val_",
-                 train_labels=None, image_dir: Optional[str] = None):
+                 train_labels=None, image_dir: Optional[str] = None, demo=None):
         super().__init__()
         self.dataset = dataset
         self.every = max(1, int(every))
@@ -59,19 +63,24 @@ class FullSetEvaluation(keras.callbacks.Callback):
                        if image_dir and train_labels is not None else None)
         self.last: Optional[Dict] = None
         self.last_diagnostics: Optional[Dict] = None
+        self.demo = demo
 
     def on_epoch_end(self, epoch, logs=None):
         last_epoch = self.params.get("epochs") if self.params else None
         if (epoch + 1) % self.every and (last_epoch is None or epoch + 1 != last_epoch):
             return
         with averaged_weights(self.model):
-            y, s = predict_dataset(self.model, self.dataset)
+            if self.demo is None:
+                ids, (y, s) = None, predict_dataset(self.model, self.dataset)
+            else:
+                ids, y, s = predict_dataset(self.model, self.dataset, with_ids=True)
         self.last = metrics_lib.compute_all(y, s)
         if logs is not None:
             for key, value in self.last.items():
                 if not key.startswith("num_"):  # counts are not metrics
                     logs[self.prefix + key] = value
             logs[self.prefix + "loss"] = bce(y, s)
+            self._log_demo(ids, y, s, logs)
         if self.train_labels is None:
             return
         self.last_diagnostics = metrics_lib.dependency_diagnostics(y, s, self.train_labels)
@@ -80,6 +89,16 @@ class FullSetEvaluation(keras.callbacks.Callback):
                 logs[self.prefix + key] = self.last_diagnostics[key]
         if self.images is not None:
             self.images.write(self.last_diagnostics, epoch)
+
+    def _log_demo(self, ids, y, s, logs):
+        if self.demo is None:
+            return
+        found = demo_lib.diagnostics_or_none(self.demo, ids, y, s, program="mltf.train")
+        if found is None:  # warned once: the records will not change
+            self.demo = None
+            return
+        for key in demo_lib.DEMO_KEYS:
+            logs[self.prefix + key] = found[key]
 
     def on_train_end(self, logs=None):
         if self.images is not None:

@@ -15,6 +15,12 @@ The selected ids are written to ``select_ids.txt`` in the run folder, so the
 split can be rebuilt (the same data, fraction, seed and method give the same
 ids). ``select_fraction = 0`` restores the old protocol (everything on the
 evaluation split); ``metrics.json`` then says so.
+
+Which epoch's weights the run ends with is chosen here too
+(``mltf.train.final``): ``"last"``, or ``"best"``, the epoch of
+``checkpoints/best.keras`` (the best selection-split value of the checkpoint
+metric), whose classifier weights replace the last ones before the final
+evaluation, the thresholds and ``model.keras``.
 """
 
 import dataclasses
@@ -25,10 +31,14 @@ import keras
 import numpy as np
 
 from mltf import inference, metrics
+from mltf.core import distribute
 from mltf.data import schema, splits
+from mltf.methods import SettingsError
+from mltf.metrics import demo
 from mltf.utils import atomic
 
 IDS_FILE = "select_ids.txt"
+FINAL = ("last", "best")
 
 
 @dataclasses.dataclass
@@ -108,39 +118,80 @@ def carve(train_cfg, eval_cfg, info: schema.DatasetInfo, fraction: float, seed: 
                      select_cfg, labels[~mask], ids[mask], fraction, seed, method)
 
 
-def evaluate(model, select_ds, eval_ds, label_names, tuning: Optional[dict], train_labels):
+def check_final(final: str) -> None:
+    if final not in FINAL:
+        raise SettingsError(f"mltf.train.final must be one of {', '.join(map(repr, FINAL))}, "
+                            f"got {final!r}")
+
+
+def final_weights(final: str, run, model, state) -> dict:
+    """Puts the weights of the ``final`` epoch in ``model`` (the classifier)
+    and returns the ``final`` entry of ``metrics.json``: ``choice``,
+    ``epoch`` (as in ``training_log.csv``, 0 = the first) and, for
+    ``"best"``, the checkpoint ``metric`` and its ``value``.
+
+    ``"best"`` loads ``checkpoints/best.keras`` (the fit model: for a
+    method's wrapper, its ``base_classifier()``; with ``ema_momentum`` it
+    holds the averages); the optimizer keeps the last epoch's state. With no
+    finite value of the metric in any epoch there is no best epoch: the last
+    one is used, and the entry says so.
+    """
+    last = {"choice": "last", "epoch": state.rows[-1]["epoch"] if state.rows else None}
+    if final == "last":
+        return last
+    if state.best is None:
+        print(f"mltf.train: warning: final = 'best' but no epoch has a finite "
+              f"{state.checkpoint_metric}; the last epoch's weights are used", flush=True)
+        return {**last, "requested": "best",
+                "note": f"no epoch has a finite {state.checkpoint_metric}"}
+    if run.chief:
+        saved = keras.models.load_model(os.path.join(state.checkpoint_dir, "best.keras"),
+                                        compile=False)
+        source = saved.base_classifier() if hasattr(saved, "base_classifier") else saved
+        model.set_weights(source.get_weights())
+    distribute.broadcast_variables(run.strategy, model.variables)
+    return {"choice": "best", "epoch": state.best["epoch"], "metric": state.best["metric"],
+            "value": state.best["value"]}
+
+
+def evaluate(model, select_ds, eval_ds, label_names, tuning: Optional[dict], train_labels,
+             truths=(None, None)):
     """The end of a run: ``(`` the evaluation split's report entries, the thresholds, its
     ``compute_all`` at the tuned thresholds, the ``threshold_choice`` entry
     (``metrics.choose_thresholds``'s report, ``unmet`` by label name), the
     selection split's entries, the evaluation split's ``(ids, labels,
     scores)`` ``)``, the tuned two None when ``tuning`` is None; the entries
-    are ``metrics`` (``compute_all`` at 0.5) and ``diagnostics``
+    are ``metrics`` (``compute_all`` at 0.5), ``diagnostics``
     (``dependency_diagnostics`` at 0.5 against ``train_labels``, the
     matrices only up to ``MAX_MATRIX_LABELS`` labels; absent when
-    ``train_labels`` is None).
+    ``train_labels`` is None) and, given the demo ``SceneTruth`` of the
+    selection and the evaluation split (``truths``), ``demo`` (at 0.5) and,
+    for the evaluation split, ``demo_tuned`` (at the tuned thresholds).
 
     The thresholds are chosen on ``select_ds`` by ``choose_thresholds`` with
     the arguments in ``tuning`` (``mode``, ``beta``, ``target``), and set on
     ``model``; ``eval_ds`` None means the
     selection split is the evaluation split, and then the tuned dict is
     optimistic: it says what the saved model's own thresholds do there, not
-    what they would do on unseen images.
+    what they would do on unseen images. Both datasets yield their ids.
     """
-    def entries(y, s):
+    def entries(ids, y, s, truth):
         out = {"metrics": metrics.compute_all(y, s)}
         if train_labels is not None:
             out["diagnostics"] = metrics.diagnostics_json(
                 metrics.dependency_diagnostics(y, s, train_labels))
+        found = demo.diagnostics_or_none(truth, ids, y, s, program="mltf.train")
+        if found is not None:
+            out["demo"] = found
         return out
 
+    ids_sel, y_sel, s_sel = inference.predict_dataset(model, select_ds, with_ids=True)
     if eval_ds is None:  # the selection split is the evaluation split
-        ids, y_sel, s_sel = inference.predict_dataset(model, select_ds, with_ids=True)
-        y, s = y_sel, s_sel
+        ids, y, s = ids_sel, y_sel, s_sel
     else:
-        y_sel, s_sel = inference.predict_dataset(model, select_ds)
         ids, y, s = inference.predict_dataset(model, eval_ds, with_ids=True)
-    selected = entries(y_sel, s_sel)
-    results = selected if eval_ds is None else entries(y, s)
+    selected = entries(ids_sel, y_sel, s_sel, truths[0])
+    results = selected if eval_ds is None else entries(ids, y, s, truths[1])
     predictions = (ids, y, s)
     if tuning is None:
         return (results, np.full(len(label_names), 0.5, np.float32), None, None, selected,
@@ -152,5 +203,8 @@ def evaluate(model, select_ds, eval_ds, label_names, tuning: Optional[dict], tra
     # The model's float32 copy, so the numbers are those of
     # ``mltf.evaluate --thresholds=model``.
     saved = keras.ops.convert_to_numpy(model.thresholds)
+    if "demo" in results:
+        results = {**results, "demo_tuned": demo.diagnostics_or_none(
+            truths[1], ids, y, s, saved, program="mltf.train")}
     return (results, thresholds, metrics.compute_all(y, s, threshold=saved), choice, selected,
             predictions)

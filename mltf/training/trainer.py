@@ -24,6 +24,7 @@ from mltf import backbones, metrics, methods
 from mltf.core import distribute
 from mltf.core import steps as steps_lib
 from mltf.data import schema
+from mltf.metrics import demo
 from mltf.models import MultiLabelClassifier, in_global_policy
 from mltf.training import callbacks as cbs_lib
 from mltf.training import ema, pictures
@@ -47,7 +48,7 @@ def train(model_dir: str, epochs: int = 10, steps_per_epoch: Optional[int] = Non
           threshold_mode: str = "f1", threshold_beta: float = 1.0,
           threshold_target: Optional[float] = None,
           select_fraction: float = 0.1, select_seed: int = 0, select_method: str = "iterative",
-          seed: int = 0, verbose="auto", method: str = "bce",
+          final: str = "last", seed: int = 0, verbose="auto", method: str = "bce",
           initial_model: Optional[str] = None, ema_momentum: Optional[float] = None,
           **method_options):
     """Trains a classifier with ``method``; returns the final evaluation metrics.
@@ -89,6 +90,10 @@ def train(model_dir: str, epochs: int = 10, steps_per_epoch: Optional[int] = Non
         schedule (``val_*`` logs) and the thresholds are chosen on it, and
         the evaluation split is read once at the end. 0: everything on the
         evaluation split (optimistic; ``metrics.json`` says so).
+      final: the epoch whose weights the final evaluation, the thresholds and
+        ``model.keras`` use: ``"last"``, or ``"best"``, that of
+        ``checkpoints/best.keras`` (``checkpoint_metric`` on the selection
+        split; ``selection.final_weights``); ``metrics.json``'s ``final``.
       seed: seed of Keras's initialisers and dropout.
       verbose: Keras's progress output (``"auto"``: a bar on a terminal).
       method: a name in ``mltf.methods.REGISTRY`` (``"bce"``, ``"wgan_gp"``:
@@ -108,6 +113,7 @@ def train(model_dir: str, epochs: int = 10, steps_per_epoch: Optional[int] = Non
         raise ValueError("bind either mltf.train.optimizer or mltf.train.learning_rate, "
                          "not both (the optimizer carries its own learning rate)")
     metrics.check_threshold_mode(threshold_mode, threshold_beta, threshold_target)
+    selection.check_final(final)
     plugin = methods.get(method)
     optimizer = optimizer or keras.optimizers.Adam(learning_rate or 1e-3)
     if ema_momentum is not None:
@@ -131,27 +137,32 @@ def train(model_dir: str, epochs: int = 10, steps_per_epoch: Optional[int] = Non
         cfg.preprocessing = _resolve_preprocessing(cfg.preprocessing, model, info)
     model.preprocessing = train_cfg.preprocessing
     eval_cfg.training = False
-    eval_cfg.with_ids = True  # for predictions.npz
+    eval_cfg.with_ids = select_cfg.with_ids = True  # for predictions.npz, the demo's digits
+    truths = tuple(demo.scene_truth(info if c.data_dir == train_cfg.data_dir
+                                    else schema.read_info(c.data_dir), c.split)
+                   for c in (select_cfg, eval_cfg))
     eval_ds = pipelines.make_dataset(eval_cfg, info=info)
     select_ds = (pipelines.make_dataset(select_cfg, info=info) if chosen.carved else eval_ds)
     verbose = (1 if sys.stdout.isatty() else 2) if verbose == "auto" else verbose
-    fit = _Fitter(run, select_ds, eval_every, backup_keep, steps_per_epoch, verbose)
+    fit = _Fitter(run, select_ds, eval_every, backup_keep, steps_per_epoch, verbose, truths[0])
     run.fit_phase = fit.phase
     plugin.prepare(run, model)
     fit_model = plugin.build(run, model)
     run.train_config = plugin.adapt_input(run, fit_model, train_cfg)
     state, train_seconds = fit.main(fit_model, epochs, plugin.callbacks(run, fit_model),
                                     checkpoint_metric)
+    final_entry = selection.final_weights(final, run, model, state)
     tuning = dict(mode=threshold_mode, beta=threshold_beta, target=threshold_target)
     results, thresholds, tuned, choice, selected, predictions = selection.evaluate(
         model, select_ds, eval_ds if chosen.carved else None, info.label_names,
-        tuning if tune_thresholds else None, run.train_labels)
+        tuning if tune_thresholds else None, run.train_labels, truths)
     report = {"split": eval_cfg.split, "data_dir": eval_cfg.data_dir, **results,
               **({"metrics_tuned": tuned, "threshold_choice": choice} if tuned is not None
                  else {}),
               "selection": {**chosen.describe(eval_cfg.split), **selected},
               "thresholds": [float(t) for t in thresholds], "label_names": info.label_names,
-              "epochs": len(state.rows), "train_seconds": round(train_seconds, 1),
+              "final": final_entry, "epochs": len(state.rows),
+              "train_seconds": round(train_seconds, 1),
               "replicas": strategy_obj.num_replicas_in_sync,
               "workers": distribute.num_workers(strategy_obj), "method": method,
               "steps_per_epoch": fit.steps(run.train_config),
@@ -226,6 +237,10 @@ def _finish(run, run_dir, model, report, state, chosen, predictions):
           f"(split {report['split']!r} of {report['data_dir']}; threshold 0.5; "
           f"training {report['train_seconds']:.0f} s; run folder {run_dir}"
           f"{'' if run.chief else ', written by the chief'})")
+    final = report["final"]
+    if final["choice"] == "best":
+        print(f"Final weights: epoch {final['epoch']} of training_log.csv, the best "
+              f"{final['metric']} of the per-epoch evaluation ({final['value']:.4f})")
     tuned = report.get("metrics_tuned")
     if tuned is not None:
         where = ("the selection split" if report["selection"]["carved"]
@@ -302,6 +317,8 @@ class _Fitter:
       backup_keep: committed states kept.
       steps_per_epoch: fixed steps per epoch, or None for one pass.
       verbose: Keras's progress output.
+      demo: the evaluation split's ``mltf.metrics.demo.SceneTruth`` (None:
+        not a demo dataset).
     """
     run: "methods.Run"
     eval_ds: object
@@ -309,6 +326,7 @@ class _Fitter:
     backup_keep: int
     steps_per_epoch: Optional[int]
     verbose: object
+    demo: object = None
 
     def steps(self, cfg) -> int:
         if self.steps_per_epoch:
@@ -335,7 +353,8 @@ class _Fitter:
         images = os.path.join(self.run.model_dir, tensorboard, "diagnostics")
         return cbs_lib.FullSetEvaluation(self.eval_ds, every=self.eval_every,
                                          train_labels=self.run.train_labels,
-                                         image_dir=images if self.run.chief else None)
+                                         image_dir=images if self.run.chief else None,
+                                         demo=self.demo)
 
     def phase(self, model, name: str, epochs: int) -> None:
         """An extra phase ``name`` (log ``<name>_log.csv``, state

@@ -131,6 +131,18 @@ def test_val_scenes_do_not_depend_on_num_train():
         assert list(x.labels) == list(y.labels)
 
 
+def test_scenes_without_pixels_are_the_same_scenes():
+    full = demo_source.generate(options())
+    bare = demo_source.generate(options(), render=False)
+    for split in ("train", "val"):
+        assert bare[split].images is None and bare[split].object_box is None
+        assert bare[split].labels == full[split].labels
+        for key in ("themes", "instances", "object_scene", "object_label", "object_instance",
+                    "object_state"):
+            np.testing.assert_array_equal(getattr(bare[split], key),
+                                          getattr(full[split], key), err_msg=key)
+
+
 def test_train_and_val_use_disjoint_digit_instances():
     _, targets = demo_source._digits()
     scenes = demo_source.generate(options())

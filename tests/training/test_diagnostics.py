@@ -1,6 +1,8 @@
 """The dependency diagnostics in a run (issue 14 item 2): logged each epoch
 as val_* on the selection split, drawn as a TensorBoard image, and written
-to metrics.json for the reported and the selection split."""
+to metrics.json for the reported and the selection split (the demo's own
+diagnostics only for a dataset of make_tfrecords --source=demo:
+test_demo_and_final.py)."""
 
 import csv
 import glob
@@ -58,6 +60,11 @@ def test_a_run_logs_draws_and_reports_the_diagnostics(demo_dir, tmp_path):
                 if value.tag == "cooccurrence":
                     images[event.step] = tf.make_ndarray(value.tensor)
     assert sorted(images) == [0, 1]
+    # Not written by make_tfrecords --source=demo: no demo diagnostics; the
+    # default final is the last epoch.
+    assert not {"demo", "demo_tuned"} & set(report) and "demo" not in report["selection"]
+    assert "val_recall_faint" not in rows[-1] and report["final"] == {"choice": "last",
+                                                                      "epoch": 1}
     width, height = (int(v) for v in images[1][:2])
     drawn = diagnostics.cooccurrence_image(want_sel["cooccurrence_pred"],
                                            want_sel["cooccurrence_true"])

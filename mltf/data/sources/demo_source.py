@@ -133,7 +133,7 @@ class DemoScenes:
     Objects are listed flat, in paste order (a later object lies on top).
 
     Args:
-      images: ``[n, side, side, 3]`` uint8.
+      images: ``[n, side, side, 3]`` uint8 (None: ``render=False``).
       labels: per scene, its sorted label indices.
       themes: ``[n]`` index into ``THEMES`` of each scene's theme.
       instances: the sklearn digit indices this split may use (its part of
@@ -141,7 +141,7 @@ class DemoScenes:
       object_scene, object_label, object_instance, object_state: ``[m]`` per
         object: its scene, label, sklearn digit index and ``NORMAL``,
         ``FAINT`` or ``OCCLUDED``.
-      object_box: ``[m, 3]`` top, left and side of each object's box.
+      object_box: ``[m, 3]`` top, left and side of each object's box (or None).
     """
     images: np.ndarray
     labels: List[List[int]]
@@ -233,9 +233,10 @@ def sample_label_slots(rng: np.random.Generator, num: int
 
 
 def make_scenes(num: int, image_size: int, instances: np.ndarray,
-                rng: np.random.Generator) -> DemoScenes:
+                rng: np.random.Generator, render: bool = True) -> DemoScenes:
     """Renders ``num`` scenes of side ``image_size`` using only the sklearn
-    digits listed in ``instances``."""
+    digits listed in ``instances``; ``render=False``: the same label sets and
+    objects, no pixels (``images``, ``object_box`` None), far faster."""
     if image_size < MIN_IMAGE_SIZE:
         raise SourceError(f"demo_image_size must be at least {MIN_IMAGE_SIZE}, "
                           f"got {image_size}")
@@ -263,13 +264,17 @@ def make_scenes(num: int, image_size: int, instances: np.ndarray,
     contrast = np.where(obj_state == FAINT,
                         rng.uniform(*FAINT_CONTRAST, size=m),
                         rng.uniform(*NORMAL_CONTRAST, size=m)).astype(np.float32)
-    colour = 255.0 * _hsv_to_rgb(rng.random(m), rng.uniform(0.25, 0.75, m),
-                                 rng.uniform(0.8, 1.0, m))
-    colour = colour.astype(np.float32)
+    colour = (255.0 * _hsv_to_rgb(rng.random(m), rng.uniform(0.25, 0.75, m),
+                                  rng.uniform(0.8, 1.0, m))).astype(np.float32)
     candidates = rng.random((m, PLACEMENT_TRIES, 2))
     occ_side = rng.integers(0, 4, size=m)
     occ_fraction = rng.uniform(*OCCLUDED_FRACTION, size=m)
     occ_offset = rng.random((m, 2))
+    scenes = DemoScenes(None, [sorted(int(c) for c in row[row >= 0]) for row in slots],
+                        themes, np.sort(instances), obj_scene, obj_label, obj_instance,
+                        obj_state, None)
+    if not render:  # everything below draws only pixels and boxes
+        return scenes
     obj_box = np.zeros((m, 3), np.int64)
 
     images = np.empty((num, side, side, 3), np.uint8)
@@ -307,12 +312,7 @@ def make_scenes(num: int, image_size: int, instances: np.ndarray,
                     image[top:top + h, left:left + w] = texture[ty:ty + h, tx:tx + w]
         np.clip(np.round(canvas), 0, 255, out=canvas)
         images[start:start + n] = canvas.astype(np.uint8)
-
-    labels = [sorted(int(c) for c in row[row >= 0]) for row in slots]
-    return DemoScenes(images=images, labels=labels, themes=themes,
-                      instances=np.sort(instances), object_scene=obj_scene,
-                      object_label=obj_label, object_instance=obj_instance,
-                      object_state=obj_state, object_box=obj_box)
+    return dataclasses.replace(scenes, images=images, object_box=obj_box)
 
 
 def _place(candidates: np.ndarray, side: int, s: int,
@@ -343,9 +343,9 @@ def _seed_sequence(seed: int) -> np.random.SeedSequence:
                           f"got {seed!r}") from None
 
 
-def generate(options: Options) -> Dict[str, DemoScenes]:
+def generate(options: Options, render: bool = True) -> Dict[str, DemoScenes]:
     """The ``train`` and ``val`` scenes (with their drawing details) that
-    ``load`` returns as items."""
+    ``load`` returns as items (``render``: see ``make_scenes``)."""
     for name in ("demo_num_train", "demo_num_val"):
         if getattr(options, name) < 0:
             raise SourceError(f"{name} must be >= 0, got {getattr(options, name)}")
@@ -353,9 +353,9 @@ def generate(options: Options) -> Dict[str, DemoScenes]:
     pools = split_instances(options.seed)
     return {
         "train": make_scenes(options.demo_num_train, options.demo_image_size,
-                             pools["train"], np.random.default_rng(train_seq)),
+                             pools["train"], np.random.default_rng(train_seq), render),
         "val": make_scenes(options.demo_num_val, options.demo_image_size,
-                           pools["val"], np.random.default_rng(val_seq)),
+                           pools["val"], np.random.default_rng(val_seq), render),
     }
 
 
