@@ -91,6 +91,26 @@ def test_w_zero_picks_the_likeliest_candidate_not_the_thresholded_set():
     assert index.tolist() == [1]
 
 
+def test_shifted_likelihood_matches_the_formula_and_picks_the_thresholded_set():
+    rng = np.random.default_rng(2)
+    c = 4
+    p = rng.uniform(0.02, 0.98, (5, c))
+    t = np.array([0.2, 0.5, 0.7, 0.35])
+    q = decoding.shift_to_thresholds(p, t)
+    # logit q = logit p - logit t, by hand for one entry.
+    assert q[0, 0] == pytest.approx(1 / (1 + math.exp(
+        -(math.log(p[0, 0] / (1 - p[0, 0])) - math.log(0.2 / 0.8)))))
+    cands = decoding.candidate_sets(p, t, None, k=c)
+    np.testing.assert_allclose(
+        decoding.log_likelihood(p, cands.sets, t),
+        [[_loglik(q[i], s) for s in cands.sets[i]] for i in range(5)], rtol=1e-12)
+    index = decoding.decode(decoding.log_likelihood(p, cands.sets, t), None, cands.valid, 0.0)
+    assert index.tolist() == [0] * 5  # slot 0, the thresholded set
+    for i in range(5):
+        best = max(_all_sets(c), key=lambda s: _loglik(q[i], s))
+        assert best.tolist() == (p[i] >= t).astype(int).tolist()
+
+
 def test_invalid_slots_are_never_chosen():
     loglik = np.array([[-1.0, -0.5, -2.0]])
     valid = np.array([[True, False, True]])
