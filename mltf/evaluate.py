@@ -19,7 +19,10 @@ eval_<split>.json``), ``--thresholds`` (``0.5``, any number in [0, 1], or
 ``model``: the per-class thresholds saved in the model, tuned by
 ``mltf.train``), ``--image_size`` (N or HxW), ``--batch_size`` (64),
 ``--train_split`` (default ``train``: the split of the same dataset whose
-label sets the dependency diagnostics compare against; ``""`` skips them).
+label sets the dependency diagnostics compare against; ``""`` skips them),
+``--set_decoding`` (decode whole label sets as the run folder's
+``set_decoding.npz`` and ``set_scorer.keras`` say, written by
+``mltf.train.set_decoding``; see ``mltf.training.set_decoding``).
 
 The JSON file (keys in this order; label order is the model's):
 
@@ -73,6 +76,13 @@ key                    value
                        ``cross_theme_rate_true`` and their counts
 =====================  =======================================================
 
+With ``--set_decoding``, ``metrics_set_decoded`` follows ``diagnostics``:
+``metrics`` (every ``compute_all`` metric of the decoded sets, whose
+candidates start from the thresholded set at the thresholds used: pass
+``--thresholds=model`` for the run's own), the run's ``w``, ``scorer``,
+``k``, ``m``, ``candidates_per_image`` and ``changed_sets`` (the share of
+images whose decoded set is not the thresholded one).
+
 Fractions are in [0, 1] (not percent). Undefined values (``mAP``,
 ``one_error``, ``coverage``, a class's ``AP``) are written as ``NaN``, as
 ``json.dump`` does and ``mltf.train``'s ``metrics.json`` does too (Python's
@@ -108,6 +118,9 @@ def define_flags(flag_values=FLAGS) -> None:
     flags.DEFINE_string("train_split", "train", "The split whose label sets the dependency "
                         "diagnostics (novel label sets) compare against; '' skips them.",
                         flag_values=flag_values)
+    flags.DEFINE_bool("set_decoding", False, "Also decode whole label sets with the run "
+                      "folder's set_decoding.npz and set_scorer.keras (mltf.train."
+                      "set_decoding = True wrote them).", flag_values=flag_values)
 
 
 class EvaluationError(Exception):
@@ -116,7 +129,7 @@ class EvaluationError(Exception):
 
 def evaluate(model_path: str, data_dir: str, split: str = "val",
              thresholds="0.5", image_size=None, batch_size: int = 64,
-             model=None, train_split: str = "train") -> dict:
+             model=None, train_split: str = "train", set_decoding: bool = False) -> dict:
     """Evaluates and returns the report dict written as JSON (see the module
     docstring). ``model`` may be passed already loaded (then ``model_path``
     is only recorded). Raises ``EvaluationError`` for user errors."""
@@ -184,6 +197,7 @@ def evaluate(model_path: str, data_dir: str, split: str = "val",
                            "num_positives": int(per["num_positives"][j]),
                            "num_predicted": int(per["num_predicted"][j])}
     demo = _demo_diagnostics(info, split, ids, y, s, t)
+    decoded = _set_decoded(model_path, dataset, y, s, t) if set_decoding else None
     return {"model": model_path, "data_dir": data_dir, "split": split,
             "thresholds_used": described,
             "image_size": list(spec.image_size) if spec.image_size else None,
@@ -192,7 +206,17 @@ def evaluate(model_path: str, data_dir: str, split: str = "val",
             **({} if train_labels is None else {"diagnostics": {
                 "train_split": train_split, **metrics.diagnostics_json(
                     metrics.dependency_diagnostics(y, s, train_labels, threshold=t))}}),
+            **({} if decoded is None else {"metrics_set_decoded": decoded}),
             **({} if demo is None else {"demo": demo})}
+
+
+def _set_decoded(model_path, dataset, y, s, t):
+    """``metrics_set_decoded`` from the files beside ``model_path``."""
+    from mltf.training import set_decoding
+    try:
+        return set_decoding.decode_saved(os.path.dirname(model_path), dataset, y, s, t)
+    except FileNotFoundError as e:
+        raise EvaluationError(str(e)) from None
 
 
 def _demo_diagnostics(info, split, ids, y, s, t):
@@ -257,13 +281,21 @@ def main(argv, flag_values=FLAGS):
         return error
     try:
         report = evaluate(fv.model, fv.data_dir, fv.split, fv.thresholds,
-                          fv.image_size, fv.batch_size, train_split=fv.train_split)
+                          fv.image_size, fv.batch_size, train_split=fv.train_split,
+                          set_decoding=fv.set_decoding)
     except EvaluationError as e:
         return inference.cli_error("mltf.evaluate", str(e))
     output = fv.output or os.path.join(
         inference.default_output_folder(fv.model), f"eval_{fv.split}.json")
     atomic.write_json(output, report)
     print(metrics.format_table(report["metrics"], report.get("diagnostics")))
+    decoded = report.get("metrics_set_decoded")
+    if decoded is not None:
+        print(f"Set-level decoding (w = {decoded['w']:g}, {decoded['scorer'] or 'likelihood only'}"
+              f"; {100 * decoded['changed_sets']:.1f}% of the sets changed): "
+              + ", ".join(f"{name} {100 * decoded['metrics'][key]:.2f}" for key, name in (
+                  ("example_F1", "example-F1"), ("subset_accuracy", "subset accuracy"),
+                  ("CF1", "C-F1"), ("OF1", "O-F1"), ("mAP", "mAP"))))
     demo = report.get("demo")
     if demo is not None:
         print("Demo digits (%): recall of normal / faint / occluded digits "

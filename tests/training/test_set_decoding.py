@@ -1,6 +1,7 @@
 """``mltf.train.set_decoding``: the report, the run folder's files, and the
-decoded sets against independent references (threshold 0.5 on the saved
-scores, where every set of the 3 labels is a candidate)."""
+decoded sets against independent references: the thresholded sets, and
+threshold 0.5 on the saved scores (every set of the 3 labels is a
+candidate, so the unshifted likelihood's choice is ``p >= 0.5``)."""
 
 import json
 
@@ -11,7 +12,7 @@ import pytest
 import pipelines
 from conftest import train_in_process
 from test_train import _tiny_arff
-from mltf import decoding, metrics
+from mltf import decoding, evaluate, metrics
 from mltf.methods import scoring
 from mltf.training import set_decoding
 
@@ -40,17 +41,24 @@ def test_bce_decodes_by_likelihood_alone(tmp_path):
     run = tmp_path / "bce"
     train_in_process("mulan_scene_mlp_retdm.gin", run,
                      _bindings(data_dir, "mltf.train.method = 'bce'"))
-    entry = json.loads((run / "metrics.json").read_text())["metrics_set_decoded"]
+    report = json.loads((run / "metrics.json").read_text())
+    entry = report["metrics_set_decoded"]
     # No dependency model: only w = 0, and with k = 3 of 3 labels every set is
-    # a candidate, so the decoded set is the likeliest one, p >= 0.5 (not the
-    # tuned thresholds' set).
+    # a candidate; the likelihood shifted to the thresholds picks the
+    # thresholded set, so the sets are those of metrics_tuned.
     assert entry["scorer"] is None and entry["grid"] == [0.0] and entry["w"] == 0.0
-    assert entry["candidates_per_image"] == 8.0
-    _, want = _likeliest_set_metrics(run)
+    assert entry["candidates_per_image"] == 8.0 and entry["changed_sets"] == 0.0
     for key in SET_KEYS:
-        assert entry["metrics"][key] == want[key], key
+        assert entry["metrics"][key] == report["metrics_tuned"][key], key
     assert not (run / set_decoding.SCORER_FILE).exists()
     assert float(np.load(run / set_decoding.SETTINGS_FILE)["w"]) == 0.0
+    # mltf.evaluate decodes again from the run folder, at the run's thresholds.
+    again = evaluate.evaluate(str(run), data_dir, "test", thresholds="model", train_split="",
+                              set_decoding=True)["metrics_set_decoded"]
+    assert again["metrics"] == entry["metrics"] and again["w"] == 0.0
+    (run / set_decoding.SETTINGS_FILE).unlink()  # as in a run without set_decoding
+    with pytest.raises(evaluate.EvaluationError, match="set_decoding = True"):
+        evaluate.evaluate(str(run), data_dir, "test", train_split="", set_decoding=True)
 
 
 @pytest.mark.slow  # 40 s on 2 cores: BCE pretraining, then the critic
@@ -82,7 +90,7 @@ def test_wgan_gp_chooses_w_and_saves_what_decoding_again_needs(tmp_path):
     dataset = pipelines.make_dataset(pipelines.InputConfig(
         data_dir=data_dir, split="test", batch_size=5, training=False))
     dep = scoring.dependency_scores(scorer, dataset, cands.sets)
-    loglik = decoding.log_likelihood(saved["scores"], cands.sets)
+    loglik = decoding.log_likelihood(saved["scores"], cands.sets, thresholds)
 
     def decoded(w):
         return decoding.evaluate_sets(saved["labels"], saved["scores"], decoding.chosen_sets(
@@ -91,9 +99,19 @@ def test_wgan_gp_chooses_w_and_saves_what_decoding_again_needs(tmp_path):
     got = decoded(entry["w"])
     for key in SET_KEYS + ("mAP",):
         np.testing.assert_allclose(got[key], entry["metrics"][key], rtol=1e-6, err_msg=key)
-    # At w = 0 the critic is ignored: the likeliest set, p >= 0.5.
+    # At w = 0 the critic is ignored: the likeliest set, the thresholded one
+    # (shifted likelihood) or p >= 0.5 (raw).
     for key in SET_KEYS:
-        assert decoded(0.0)[key] == likeliest[key], key
+        assert decoded(0.0)[key] == report["metrics_tuned"][key], key
+    raw = decoding.log_likelihood(saved["scores"], cands.sets)
+    sets = decoding.chosen_sets(cands, decoding.decode(raw, dep, cands.valid, 0.0))
+    for key in SET_KEYS:
+        assert decoding.evaluate_sets(saved["labels"], saved["scores"], sets)[key] == \
+            likeliest[key], key
+    again = evaluate.evaluate(str(run), data_dir, "test", thresholds="model", train_split="",
+                              set_decoding=True)["metrics_set_decoded"]
+    for key in SET_KEYS + ("mAP",):
+        np.testing.assert_allclose(again["metrics"][key], entry["metrics"][key], rtol=1e-6)
 
 
 @pytest.mark.slow  # 30 s on 2 cores: two RETDM epochs
