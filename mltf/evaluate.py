@@ -20,7 +20,10 @@ eval_<split>.json``), ``--thresholds`` (``0.5``, any number in [0, 1], or
 ``mltf.train``), ``--image_size`` (N or HxW), ``--batch_size`` (64),
 ``--train_split`` (default ``train``: the split of the same dataset whose
 label sets the dependency diagnostics compare against; ``""`` skips them),
-``--tensorboard_dir`` (also write the figures there, ``mltf.training.pictures``).
+``--tensorboard_dir`` (also write the figures there, ``mltf.training.pictures``),
+``--set_decoding`` (decode whole label sets as the run folder's
+``set_decoding.npz`` and ``set_scorer.keras`` say, written by
+``mltf.train.set_decoding``; see ``mltf.training.set_decoding``).
 
 Beside the JSON file (``<stem>.json``), at the same thresholds
 (``mltf.metrics.figures``): ``<stem>_pr_curves.png`` (precision-recall per
@@ -81,6 +84,13 @@ key                    value
                        ``cross_theme_rate_true`` and their counts
 =====================  =======================================================
 
+With ``--set_decoding``, ``metrics_set_decoded`` follows ``diagnostics``:
+``metrics`` (every ``compute_all`` metric of the decoded sets, whose
+candidates start from the thresholded set at the thresholds used: pass
+``--thresholds=model`` for the run's own), the run's ``w``, ``scorer``,
+``k``, ``m``, ``candidates_per_image`` and ``changed_sets`` (the share of
+images whose decoded set is not the thresholded one).
+
 Fractions are in [0, 1] (not percent). Undefined values (``mAP``,
 ``one_error``, ``coverage``, a class's ``AP``) are written as ``NaN``, as
 ``json.dump`` does and ``mltf.train``'s ``metrics.json`` does too (Python's
@@ -119,6 +129,9 @@ def define_flags(flag_values=FLAGS) -> None:
     flags.DEFINE_string("tensorboard_dir", None, "Also write the figures (PR curves, AP per "
                         "class, the image grid) and per-class PR curves to TensorBoard "
                         "event files here.", flag_values=flag_values)
+    flags.DEFINE_bool("set_decoding", False, "Also decode whole label sets with the run "
+                      "folder's set_decoding.npz and set_scorer.keras (mltf.train."
+                      "set_decoding = True wrote them).", flag_values=flag_values)
 
 
 class EvaluationError(Exception):
@@ -127,16 +140,16 @@ class EvaluationError(Exception):
 
 def evaluate(model_path: str, data_dir: str, split: str = "val",
              thresholds="0.5", image_size=None, batch_size: int = 64,
-             model=None, train_split: str = "train") -> dict:
+             model=None, train_split: str = "train", set_decoding: bool = False) -> dict:
     """Evaluates and returns the report dict written as JSON (see the module
     docstring). ``model`` may be passed already loaded (then ``model_path``
     is only recorded). Raises ``EvaluationError`` for user errors."""
     return _evaluate(model_path, data_dir, split, thresholds, image_size, batch_size,
-                     model, train_split)[0]
+                     model, train_split, set_decoding)[0]
 
 
 def _evaluate(model_path, data_dir, split, thresholds, image_size, batch_size, model,
-              train_split):
+              train_split, set_decoding=False):
     """``evaluate``: ``(report, dataset info, (ids, labels, scores), the
     thresholds [C])``."""
     import pipelines
@@ -203,6 +216,7 @@ def _evaluate(model_path, data_dir, split, thresholds, image_size, batch_size, m
                            "num_positives": int(per["num_positives"][j]),
                            "num_predicted": int(per["num_predicted"][j])}
     demo = _demo_diagnostics(info, split, ids, y, s, t)
+    decoded = _set_decoded(model_path, dataset, y, s, t) if set_decoding else None
     report = {"model": model_path, "data_dir": data_dir, "split": split,
             "thresholds_used": described,
             "image_size": list(spec.image_size) if spec.image_size else None,
@@ -211,8 +225,18 @@ def _evaluate(model_path, data_dir, split, thresholds, image_size, batch_size, m
             **({} if train_labels is None else {"diagnostics": {
                 "train_split": train_split, **metrics.diagnostics_json(
                     metrics.dependency_diagnostics(y, s, train_labels, threshold=t))}}),
+            **({} if decoded is None else {"metrics_set_decoded": decoded}),
             **({} if demo is None else {"demo": demo})}
     return report, info, (ids, y, s), t
+
+
+def _set_decoded(model_path, dataset, y, s, t):
+    """``metrics_set_decoded`` from the files beside ``model_path``."""
+    from mltf.training import set_decoding
+    try:
+        return set_decoding.decode_saved(os.path.dirname(model_path), dataset, y, s, t)
+    except FileNotFoundError as e:
+        raise EvaluationError(str(e)) from None
 
 
 def _demo_diagnostics(info, split, ids, y, s, t):
@@ -262,7 +286,7 @@ def main(argv, flag_values=FLAGS):
     try:
         report, info, predictions, t = _evaluate(
             fv.model, fv.data_dir, fv.split, fv.thresholds, fv.image_size, fv.batch_size,
-            None, fv.train_split)
+            None, fv.train_split, fv.set_decoding)
     except EvaluationError as e:
         return inference.cli_error("mltf.evaluate", str(e))
     output = fv.output or os.path.join(
@@ -274,6 +298,13 @@ def main(argv, flag_values=FLAGS):
         pictures.write_tensorboard(fv.tensorboard_dir, drawn, predictions[1], predictions[2],
                                    info.label_names)
     print(metrics.format_table(report["metrics"], report.get("diagnostics")))
+    decoded = report.get("metrics_set_decoded")
+    if decoded is not None:
+        print(f"Set-level decoding (w = {decoded['w']:g}, {decoded['scorer'] or 'likelihood only'}"
+              f"; {100 * decoded['changed_sets']:.1f}% of the sets changed): "
+              + ", ".join(f"{name} {100 * decoded['metrics'][key]:.2f}" for key, name in (
+                  ("example_F1", "example-F1"), ("subset_accuracy", "subset accuracy"),
+                  ("CF1", "C-F1"), ("OF1", "O-F1"), ("mAP", "mAP"))))
     demo = report.get("demo")
     if demo is not None:
         print("Demo digits (%): recall of normal / faint / occluded digits "

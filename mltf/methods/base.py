@@ -17,7 +17,10 @@ A *method* is how a classifier is trained: ``bce`` (the baseline),
    for that model (batch size, ``batch_transforms``);
 6. ``callbacks(run, fit_model)``: callbacks the method needs (RETDM's
    stages);
-7. ``report(run, fit_model)``: settings to record in ``metrics.json``.
+7. ``report(run, fit_model)``: settings to record in ``metrics.json``;
+8. ``set_scorer(run, fit_model)``: the label-dependency model as a
+   ``mltf.methods.scoring.SetScorer`` for set-level decoding
+   (``mltf.train.set_decoding``), or None (no dependency model: BCE).
 
 ``Run`` is what a method sees of the run: the dataset, the strategy, the
 resolved common settings, and ``fit_phase``, the trainer's kill-safe fit for
@@ -157,8 +160,34 @@ class Method:
     def report(self, run: Run, fit_model) -> Dict[str, Any]:
         return {}
 
+    def set_scorer(self, run: Run, fit_model):
+        return None
 
-class LabelDependencyModel(steps.PrebuiltFit, keras.Model):
+
+class SubmodelConfig:
+    """Mixin of Keras models whose ``submodel_keys`` attributes are Keras
+    objects (or None), serialised inside their config."""
+
+    submodel_keys: Tuple[str, ...] = ()
+
+    def get_config(self):
+        config = super().get_config()
+        for key in self.submodel_keys:
+            value = getattr(self, key)
+            config[key] = (keras.saving.serialize_keras_object(value)
+                           if value is not None else None)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in cls.submodel_keys:
+            if config.get(key) is not None:
+                config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)
+
+
+class LabelDependencyModel(SubmodelConfig, steps.PrebuiltFit, keras.Model):
     """Base of the models that train a classifier with an extra objective.
 
     Subclasses set ``classifier_key`` (the attribute, and config key, that
@@ -212,20 +241,4 @@ class LabelDependencyModel(steps.PrebuiltFit, keras.Model):
         if "labels_per_image" in self.test_tracker_names:
             self.trackers["labels_per_image"].update_state(labels_per_image(logits))
         return self.logs(self.test_tracker_names)
-
-    def get_config(self):
-        config = super().get_config()
-        for key in self.submodel_keys:
-            value = getattr(self, key)
-            config[key] = (keras.saving.serialize_keras_object(value)
-                           if value is not None else None)
-        return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        for key in cls.submodel_keys:
-            if config.get(key) is not None:
-                config[key] = keras.saving.deserialize_keras_object(config[key])
-        return cls(**config)
 

@@ -6,7 +6,7 @@ import shutil
 
 # What a run writes; --overwrite removes exactly these, nothing else.
 RUN_FILES = ("metrics.json", "model.keras", "training_log.csv", "operative_config.gin",
-             "pretrained.keras", "pretrain_log.csv")
+             "pretrained.keras", "pretrain_log.csv", "set_scorer.keras", "set_decoding.npz")
 RUN_DIRS = ("checkpoints", "tensorboard")
 
 

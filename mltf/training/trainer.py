@@ -29,6 +29,7 @@ from mltf.models import MultiLabelClassifier, in_global_policy
 from mltf.training import callbacks as cbs_lib
 from mltf.training import ema, pictures
 from mltf.training import run_files, run_state, selection
+from mltf.training import set_decoding as set_decoding_lib
 from mltf.training.gin_setup import in_scope
 import pipelines
 from pipelines import preprocessing
@@ -50,7 +51,7 @@ def train(model_dir: str, epochs: int = 10, steps_per_epoch: Optional[int] = Non
           select_fraction: float = 0.1, select_seed: int = 0, select_method: str = "iterative",
           final: str = "last", seed: int = 0, verbose="auto", method: str = "bce",
           initial_model: Optional[str] = None, ema_momentum: Optional[float] = None,
-          **method_options):
+          set_decoding: bool = False, **method_options):
     """Trains a classifier with ``method``; returns the final evaluation metrics.
 
     Args:
@@ -106,6 +107,11 @@ def train(model_dir: str, epochs: int = 10, steps_per_epoch: Optional[int] = Non
         the final metrics use the average (``mltf.training.ema``). None:
         off, unless the optimizer binds ``use_ema`` itself. Methods that
         refuse it say why (``Method.ema_refusal``).
+      set_decoding: at the end, decode whole label sets with the method's
+        dependency model (``mltf.training.set_decoding``; settings
+        ``mltf.set_decoding_options``): ``w`` chosen on the selection split,
+        ``metrics_set_decoded`` in ``metrics.json``, ``set_scorer.keras``
+        and ``set_decoding.npz`` in the run folder.
       **method_options: the method's own options (``Method.options``, e.g.
         ``wgan_gp``'s ``pretrain_epochs``); an unknown name is an error.
     """
@@ -167,6 +173,10 @@ def train(model_dir: str, epochs: int = 10, steps_per_epoch: Optional[int] = Non
               "workers": distribute.num_workers(strategy_obj), "method": method,
               "steps_per_epoch": fit.steps(run.train_config),
               "global_batch": run.train_config.batch_size, **plugin.report(run, fit_model)}
+    if set_decoding:
+        report["metrics_set_decoded"] = set_decoding_lib.decode_run(
+            plugin, run, fit_model, model, select_ds, eval_ds if chosen.carved else None,
+            predictions)
     _finish(run, run_dir, model, report, state, chosen, predictions)
     return results["metrics"]
 

@@ -10,6 +10,7 @@ import keras
 from mltf.data import schema
 from mltf.methods.base import Method, Run, SettingsError
 from mltf.methods.retdm.model import build_retdm
+from mltf.methods.scoring import EmbeddingSetScorer
 
 
 class StageSchedule(keras.callbacks.Callback):
@@ -91,3 +92,8 @@ class RETDM(Method):
         return {"retdm": {key: fit_model.get_config()[key] for key in (
             "num_sets", "k", "alpha", "beta", "lam", "two_way", "negatives",
             "classification_epochs", "embedding_epochs")}}
+
+    def set_scorer(self, run: Run, fit_model):
+        """dep(Y, x) = -d(f_I(x), f_y(Y)) in the learned embedding."""
+        return EmbeddingSetScorer(fit_model.classifier.backbone, fit_model.label_hidden,
+                                  fit_model.label_embedding, name="set_scorer")

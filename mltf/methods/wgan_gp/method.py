@@ -17,6 +17,7 @@ import keras
 import pipelines
 from mltf import backbones
 from mltf.methods.base import Method, Run, SettingsError
+from mltf.methods.scoring import CriticSetScorer
 from mltf.methods.wgan_gp.critic import build_critic, frozen_copy
 from mltf.methods.wgan_gp.diagnostics import CriticDiagnostics
 from mltf.methods.wgan_gp.mismatch import MismatchedLabels
@@ -122,6 +123,11 @@ class WGANGP(Method):
             "n_critic", "alpha", "gp_weight", "inverse_temperature", "gumbel",
             "negative_sampling", "batches", "critic_samples")}
         return {"wgan_gp": {**settings, "fext": run.options["fext"]}}
+
+    def set_scorer(self, run: Run, fit_model):
+        """dep(Y, x) = D(Y, fext(x)), the trained critic."""
+        fext = fit_model.feature_extractor if fit_model.critic.conditional else None
+        return CriticSetScorer(fit_model.critic, fext, name="set_scorer")
 
 
 def _imagenet_backbone_name(classifier) -> str:
