@@ -41,8 +41,7 @@ ARMS = {"feat_bce": ("configs/miml_scene_lite0_features.gin", None),
 
 def run_arm(arm, seed):
     config, start_from = ARMS[arm]
-    bindings = [f"mltf.train.seed = {seed}", f"pipelines.InputConfig.seed = {seed}",
-                "mltf.train.verbose = 0"]
+    bindings = [f"mltf.train.seed = {seed}", f"pipelines.InputConfig.seed = {seed}"]
     if start_from:
         run_arm(start_from, seed)
         model = os.path.join(FLAGS.out_dir, f"{start_from}_s{seed}", "model.keras")

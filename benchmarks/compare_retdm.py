@@ -37,7 +37,7 @@ ARMS = {"bce": ["mltf.train.method = 'bce'"],
 
 def run_arm(arm, seed):
     bindings = [f"mltf.train.seed = {seed}", f"pipelines.InputConfig.seed = {seed}",
-                "mltf.train.verbose = 0", *ARMS[arm], *FLAGS.gin_bindings]
+                *ARMS[arm], *FLAGS.gin_bindings]
     return train_run(FLAGS.config, os.path.join(FLAGS.out_dir, f"{arm}_s{seed}"),
                      bindings, f"{arm} seed {seed}")
 

@@ -26,6 +26,7 @@ from mltf.core import steps as steps_lib
 from mltf.data import schema
 from mltf.models import MultiLabelClassifier, in_global_policy
 from mltf.training import callbacks as cbs_lib
+from mltf.training import console
 from mltf.training import ema
 from mltf.training import run_files, run_state, selection
 from mltf.training.gin_setup import in_scope
@@ -36,7 +37,7 @@ from pipelines import preprocessing
 PREDICTIONS = "predictions.npz"
 
 
-@gin.configurable(module="mltf", denylist=["model_dir"])
+@gin.configurable(module="mltf", denylist=["model_dir", "verbose"])
 def train(model_dir: str, epochs: int = 10, steps_per_epoch: Optional[int] = None,
           optimizer=None, learning_rate: Optional[float] = None, dropout: float = 0.0,
           label_smoothing: float = 0.0, loss=None, label_reduction: Optional[str] = None,
@@ -47,7 +48,7 @@ def train(model_dir: str, epochs: int = 10, steps_per_epoch: Optional[int] = Non
           threshold_mode: str = "f1", threshold_beta: float = 1.0,
           threshold_target: Optional[float] = None,
           select_fraction: float = 0.1, select_seed: int = 0, select_method: str = "iterative",
-          seed: int = 0, verbose="auto", method: str = "bce",
+          seed: int = 0, verbose: bool = False, method: str = "bce",
           initial_model: Optional[str] = None, ema_momentum: Optional[float] = None,
           **method_options):
     """Trains a classifier with ``method``; returns the final evaluation metrics.
@@ -90,7 +91,10 @@ def train(model_dir: str, epochs: int = 10, steps_per_epoch: Optional[int] = Non
         the evaluation split is read once at the end. 0: everything on the
         evaluation split (optimistic; ``metrics.json`` says so).
       seed: seed of Keras's initialisers and dropout.
-      verbose: Keras's progress output (``"auto"``: a bar on a terminal).
+      verbose: Keras's own output (a bar on a terminal, else one line per
+        epoch, with every log) instead of ``mltf.training.console``'s compact
+        line (the ``--verbose`` flag; never bound in gin: how much the console
+        shows is the command's choice, not the run's).
       method: a name in ``mltf.methods.REGISTRY`` (``"bce"``, ``"wgan_gp"``:
         seed 000, ``"retdm"``: seed 001).
       initial_model: a ``.keras`` classifier to start from (its backbone
@@ -134,8 +138,8 @@ def train(model_dir: str, epochs: int = 10, steps_per_epoch: Optional[int] = Non
     eval_cfg.with_ids = True  # for predictions.npz
     eval_ds = pipelines.make_dataset(eval_cfg, info=info)
     select_ds = (pipelines.make_dataset(select_cfg, info=info) if chosen.carved else eval_ds)
-    verbose = (1 if sys.stdout.isatty() else 2) if verbose == "auto" else verbose
-    fit = _Fitter(run, select_ds, eval_every, backup_keep, steps_per_epoch, verbose)
+    fit = _Fitter(run, select_ds, eval_every, backup_keep, steps_per_epoch, verbose,
+                  plugin.key_metrics)
     run.fit_phase = fit.phase
     plugin.prepare(run, model)
     fit_model = plugin.build(run, model)
@@ -295,14 +299,16 @@ class _Fitter:
       eval_every: full-set evaluation every this many epochs.
       backup_keep: committed states kept.
       steps_per_epoch: fixed steps per epoch, or None for one pass.
-      verbose: Keras's progress output.
+      verbose: Keras's own output instead of the compact line.
+      key_metrics: the method's figures on the compact line.
     """
     run: "methods.Run"
     eval_ds: object
     eval_every: int
     backup_keep: int
     steps_per_epoch: Optional[int]
-    verbose: object
+    verbose: bool
+    key_metrics: Sequence[str] = ()
 
     def steps(self, cfg) -> int:
         if self.steps_per_epoch:
@@ -322,6 +328,14 @@ class _Fitter:
             writer=self.run.chief, strategy=self.run.strategy, keep=self.backup_keep,
             name=name, **kwargs)
 
+    def _console(self, phase: str = ""):
+        """Keras's ``verbose`` and the callbacks that print the epochs (the
+        fits pass ``shuffle=False``: the input pipeline shuffles, and Keras's
+        default True, ignored for a ``tf.data`` dataset, warns at every fit)."""
+        if self.verbose:
+            return (1 if sys.stdout.isatty() else 2), []
+        return 0, [console.EpochConsole(self.key_metrics, phase=phase)]
+
     def _evaluation(self, tensorboard: str):
         """The full-set evaluation, with the dependency diagnostics against
         the training part's label sets; the chief draws their images in
@@ -337,11 +351,12 @@ class _Fitter:
         state = self._state(f"{name}ing", ("backup", f"{name}ing"), f"{name}_log.csv", [],
                             tensorboard_dir=os.path.join(self.run.model_dir, "tensorboard", name))
         done = state.restore(model)
+        verbose, shown = self._console(name)
         model.fit(self._dataset(self.run.train_config), epochs=epochs, initial_epoch=done,
                   steps_per_epoch=self.steps(self.run.train_config),
                   callbacks=[self._evaluation(os.path.join("tensorboard", name)),
-                             cbs_lib.TerminateOnNaNWithMessage(), state],
-                  verbose=self.verbose)
+                             cbs_lib.TerminateOnNaNWithMessage(), *shown, state],
+                  verbose=verbose, shuffle=False)
         state.close()
 
     def main(self, fit_model, epochs, method_callbacks, checkpoint_metric):
@@ -360,10 +375,12 @@ class _Fitter:
                cbs_lib.LearningRateLogger(), cbs_lib.TerminateOnNaNWithMessage(), *user]
         if self.run.chief:
             cbs.append(cbs_lib.OperativeConfigWriter(model_dir, log_dir))
-        cbs.append(state)  # last: it commits the logs the others wrote
+        verbose, shown = self._console()
+        cbs += [*shown, state]  # the state last: it commits the logs the others wrote
         start = time.time()
         fit_model.fit(self._dataset(cfg), epochs=epochs, initial_epoch=initial_epoch,
-                      steps_per_epoch=self.steps(cfg), callbacks=cbs, verbose=self.verbose)
+                      steps_per_epoch=self.steps(cfg), callbacks=cbs, verbose=verbose,
+                      shuffle=False)
         if any(getattr(c, "stopped_at", None) is not None for c in cbs):
             raise FloatingPointError("training stopped on a NaN or infinite loss")
         return state, time.time() - start
