@@ -80,7 +80,7 @@ def parse_arm(spec, default_config):
 
 def seed_bindings(seed):
     return [f"mltf.train.seed = {seed}", f"pipelines.InputConfig.seed = {seed}",
-            f"mltf.build_wgan.seed = {seed}", "mltf.train.verbose = 0"]
+            f"mltf.build_wgan.seed = {seed}"]
 
 
 def run_all(arms, seeds):

@@ -33,7 +33,7 @@ def _run(arm, data_dir, out_dir):
     bindings = [f"pipelines.InputConfig.data_dir = '{data_dir}'",
                 f"pipelines.InputConfig.batch_size = {FLAGS.batch_size}",
                 "mltf.train.epochs = 1", f"mltf.train.steps_per_epoch = {FLAGS.steps}",
-                "mltf.train.tune_thresholds = False", "mltf.train.verbose = 0"]
+                "mltf.train.tune_thresholds = False"]
     if arm == "1 worker x 2 logical devices":
         bindings.append("mltf.train.strategy = 'cpu:2'")
     cmd = [sys.executable, "-m", "mltf.train", "--config=configs/demo.gin",

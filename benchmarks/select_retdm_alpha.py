@@ -84,7 +84,7 @@ def main(argv):
         bindings = [f"pipelines.InputConfig.data_dir = '{data_dir}'",
                     "eval/pipelines.InputConfig.split = 'select'",
                     f"mltf.train.seed = {seed}", f"pipelines.InputConfig.seed = {seed}",
-                    "mltf.train.verbose = 0", "mltf.train.tune_thresholds = False",
+                    "mltf.train.tune_thresholds = False",
                     *table[arm]]
         return train_run(CONFIG, os.path.join(FLAGS.out_dir, f"{arm}_s{seed}"), bindings,
                          f"{arm} seed {seed}")

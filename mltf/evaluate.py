@@ -104,9 +104,9 @@ bad flag value.
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import app, flags
 
-from absl import app, flags  # noqa: E402
+from mltf.utils import startup
 
 FLAGS = flags.FLAGS
 
@@ -320,5 +320,6 @@ def main(argv, flag_values=FLAGS):
 
 
 if __name__ == "__main__":
+    startup.quiet_tensorflow()  # first: TensorFlow prints at import
     define_flags()
     app.run(lambda argv: sys.exit(main(argv)))

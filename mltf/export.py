@@ -59,9 +59,9 @@ import shutil
 import sys
 import tempfile
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import app, flags, logging
 
-from absl import app, flags, logging  # noqa: E402
+from mltf.utils import startup
 
 FLAGS = flags.FLAGS
 
@@ -219,5 +219,6 @@ def main(argv, flag_values=FLAGS):
 
 
 if __name__ == "__main__":
+    startup.quiet_tensorflow()  # first: TensorFlow prints at import
     define_flags()
     app.run(lambda argv: sys.exit(main(argv)))

@@ -40,9 +40,9 @@ import json
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import app, flags
 
-from absl import app, flags  # noqa: E402
+from mltf.utils import startup
 
 FLAGS = flags.FLAGS
 
@@ -201,5 +201,6 @@ def main(argv, flag_values=FLAGS):
 
 
 if __name__ == "__main__":
+    startup.quiet_tensorflow()  # first: TensorFlow prints at import
     define_flags()
     app.run(lambda argv: sys.exit(main(argv)))

@@ -9,8 +9,16 @@ Everything about the run is bound in gin: the entry point ``mltf.train``,
 the backbone ``mltf.build_backbone``, the inputs ``train/`` and ``eval/``
 ``pipelines.InputConfig``, optimizers (``@keras.optimizers.Adam()``), extra
 callbacks (``@keras.callbacks.ReduceLROnPlateau()``). Flags only name the
-config files, extra bindings and the run folder: a flag never passes a value
-that gin binds, so the .gin file is never silently overridden.
+config files, extra bindings and the run folder, and say how much the console
+shows: a flag never passes a value that gin binds, so the .gin file is never
+silently overridden.
+
+The console (``mltf.training.console``): one compact line per epoch (loss,
+selection-split mAP, C-F1, O-F1, the method's ``key_metrics``, seconds), on a
+terminal after Keras's progress bar, then the full metric table. ``--verbose``:
+Keras's own per-epoch lines with every metric, and TensorFlow's start-up
+logging (``mltf.utils.startup`` leaves it out otherwise). TensorBoard and
+``training_log.csv`` get every figure either way.
 
 The run folder (``--model_dir``, default ``runs/<config name>``) receives:
 
@@ -51,7 +59,12 @@ run folder; the other workers write into temporary folders of their own.
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from mltf.utils import startup
+
+if __name__ == "__main__":
+    # Before the imports below: TensorFlow prints its start-up lines at import,
+    # before absl has parsed --verbose.
+    startup.quiet_tensorflow(verbose=startup.bool_flag_in("verbose", sys.argv))
 
 import gin  # noqa: E402
 from absl import app, flags  # noqa: E402
@@ -66,6 +79,9 @@ flags.DEFINE_multi_string("gin_bindings", [], "Extra gin bindings, e.g. 'mltf.tr
 flags.DEFINE_string("model_dir", None, "Run folder (default: runs/<first config's name>).")
 flags.DEFINE_bool("overwrite", False,
                   "Replace a finished run in --model_dir (an interrupted one is resumed).")
+flags.DEFINE_bool("verbose", False,
+                  "Keras's own output (every metric of every epoch) instead of one compact "
+                  "line per epoch, and TensorFlow's start-up logging.")
 
 
 def main(argv):
@@ -104,7 +120,7 @@ def main(argv):
             state = prepare_run_dir(model_dir, FLAGS.overwrite)
             if state == "resume":
                 print(f"mltf.train: resuming the interrupted run in {model_dir}", flush=True)
-        train(model_dir)
+        train(model_dir, verbose=FLAGS.verbose)
     except SettingsError as e:
         print(f"mltf.train: error in the gin config: {e}", file=sys.stderr)
         return 2

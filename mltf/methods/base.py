@@ -108,11 +108,15 @@ class Method:
     classifier itself with BCE. ``ema_refusal``, when not empty, says why the
     method refuses ``mltf.train.ema_momentum`` (the trainer's evaluation and
     checkpoints swap in the average of the fit model's one ``optimizer``).
+    ``key_metrics`` are the log keys of the method's own figures that the
+    console's line shows each epoch after the loss and the evaluation
+    (``mltf.training.console``; the logs keep every figure).
     """
 
     name = ""
     options: Dict[str, Any] = {}
     ema_refusal = ""
+    key_metrics: Tuple[str, ...] = ()
 
     def check(self, options: Dict[str, Any], foreign: Sequence[str] = ()) -> Dict[str, Any]:
         """The options with defaults filled in; ``SettingsError`` for names

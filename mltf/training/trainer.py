@@ -9,12 +9,9 @@ which method it runs.
 """
 
 import atexit
-import dataclasses
 import os
 import shutil
-import sys
 import tempfile
-import time
 from typing import Optional, Sequence
 
 import gin
@@ -26,8 +23,7 @@ from mltf.core import steps as steps_lib
 from mltf.data import schema
 from mltf.metrics import demo
 from mltf.models import MultiLabelClassifier, in_global_policy
-from mltf.training import callbacks as cbs_lib
-from mltf.training import ema, pictures
+from mltf.training import ema, fitter, pictures
 from mltf.training import run_files, run_state, selection
 from mltf.training import set_decoding as set_decoding_lib
 from mltf.training.gin_setup import in_scope
@@ -38,7 +34,7 @@ from pipelines import preprocessing
 PREDICTIONS = "predictions.npz"
 
 
-@gin.configurable(module="mltf", denylist=["model_dir"])
+@gin.configurable(module="mltf", denylist=["model_dir", "verbose"])
 def train(model_dir: str, epochs: int = 10, steps_per_epoch: Optional[int] = None,
           optimizer=None, learning_rate: Optional[float] = None, dropout: float = 0.0,
           label_smoothing: float = 0.0, loss=None, label_reduction: Optional[str] = None,
@@ -49,7 +45,7 @@ def train(model_dir: str, epochs: int = 10, steps_per_epoch: Optional[int] = Non
           threshold_mode: str = "f1", threshold_beta: float = 1.0,
           threshold_target: Optional[float] = None,
           select_fraction: float = 0.1, select_seed: int = 0, select_method: str = "iterative",
-          final: str = "last", seed: int = 0, verbose="auto", method: str = "bce",
+          final: str = "last", seed: int = 0, verbose: bool = False, method: str = "bce",
           initial_model: Optional[str] = None, ema_momentum: Optional[float] = None,
           set_decoding: bool = False, **method_options):
     """Trains a classifier with ``method``; returns the final evaluation metrics.
@@ -96,7 +92,10 @@ def train(model_dir: str, epochs: int = 10, steps_per_epoch: Optional[int] = Non
         ``checkpoints/best.keras`` (``checkpoint_metric`` on the selection
         split; ``selection.final_weights``); ``metrics.json``'s ``final``.
       seed: seed of Keras's initialisers and dropout.
-      verbose: Keras's progress output (``"auto"``: a bar on a terminal).
+      verbose: Keras's own output (a bar on a terminal, else one line per
+        epoch, with every log) instead of ``mltf.training.console``'s compact
+        line (the ``--verbose`` flag; never bound in gin: how much the console
+        shows is the command's choice, not the run's).
       method: a name in ``mltf.methods.REGISTRY`` (``"bce"``, ``"wgan_gp"``:
         seed 000, ``"retdm"``: seed 001).
       initial_model: a ``.keras`` classifier to start from (its backbone
@@ -149,8 +148,8 @@ def train(model_dir: str, epochs: int = 10, steps_per_epoch: Optional[int] = Non
                    for c in (select_cfg, eval_cfg))
     eval_ds = pipelines.make_dataset(eval_cfg, info=info)
     select_ds = (pipelines.make_dataset(select_cfg, info=info) if chosen.carved else eval_ds)
-    verbose = (1 if sys.stdout.isatty() else 2) if verbose == "auto" else verbose
-    fit = _Fitter(run, select_ds, eval_every, backup_keep, steps_per_epoch, verbose, truths[0])
+    fit = fitter.Fitter(run, select_ds, eval_every, backup_keep, steps_per_epoch, verbose,
+                  plugin.key_metrics, truths[0])
     run.fit_phase = fit.phase
     plugin.prepare(run, model)
     fit_model = plugin.build(run, model)
@@ -313,92 +312,3 @@ def _resolve_preprocessing(mode, model, info) -> str:
             return "none"
         mode = model.preprocessing or backbones.preprocessing_mode(model.backbone.name)
     return preprocessing.mode_for(mode)
-
-
-@dataclasses.dataclass
-class _Fitter:
-    """``fit`` with the run's evaluation, NaN guard and kill-safe state, for
-    the main phase and for a method's extra phases (``Run.fit_phase``).
-
-    Args:
-      run: the run being trained.
-      eval_ds: the evaluation dataset (one pass).
-      eval_every: full-set evaluation every this many epochs.
-      backup_keep: committed states kept.
-      steps_per_epoch: fixed steps per epoch, or None for one pass.
-      verbose: Keras's progress output.
-      demo: the evaluation split's ``mltf.metrics.demo.SceneTruth`` (None:
-        not a demo dataset).
-    """
-    run: "methods.Run"
-    eval_ds: object
-    eval_every: int
-    backup_keep: int
-    steps_per_epoch: Optional[int]
-    verbose: object
-    demo: object = None
-
-    def steps(self, cfg) -> int:
-        if self.steps_per_epoch:
-            return self.steps_per_epoch
-        num = pipelines.input.num_read(cfg, self.run.info.split(cfg.split).num_examples)
-        return pipelines.input.steps_per_epoch(num, cfg.batch_size)
-
-    def _dataset(self, cfg):
-        if self.run.strategy.num_replicas_in_sync > 1:
-            return pipelines.distributed_dataset(self.run.strategy, cfg)
-        return pipelines.make_dataset(cfg, info=self.run.info)
-
-    def _state(self, name, backup, log_name, extra, **kwargs):
-        return run_state.RunState(
-            backup_dir=os.path.join(self.run.model_dir, *backup),
-            log_path=os.path.join(self.run.model_dir, log_name), callbacks=extra,
-            writer=self.run.chief, strategy=self.run.strategy, keep=self.backup_keep,
-            name=name, **kwargs)
-
-    def _evaluation(self, tensorboard: str):
-        """The full-set evaluation, with the dependency diagnostics against
-        the training part's label sets; the chief draws their images in
-        ``<tensorboard>/diagnostics``."""
-        images = os.path.join(self.run.model_dir, tensorboard, "diagnostics")
-        return cbs_lib.FullSetEvaluation(self.eval_ds, every=self.eval_every,
-                                         train_labels=self.run.train_labels,
-                                         image_dir=images if self.run.chief else None,
-                                         demo=self.demo)
-
-    def phase(self, model, name: str, epochs: int) -> None:
-        """An extra phase ``name`` (log ``<name>_log.csv``, state
-        ``backup/<name>ing``, TensorBoard ``tensorboard/<name>``)."""
-        state = self._state(f"{name}ing", ("backup", f"{name}ing"), f"{name}_log.csv", [],
-                            tensorboard_dir=os.path.join(self.run.model_dir, "tensorboard", name))
-        done = state.restore(model)
-        model.fit(self._dataset(self.run.train_config), epochs=epochs, initial_epoch=done,
-                  steps_per_epoch=self.steps(self.run.train_config),
-                  callbacks=[self._evaluation(os.path.join("tensorboard", name)),
-                             cbs_lib.TerminateOnNaNWithMessage(), state],
-                  verbose=self.verbose)
-        state.close()
-
-    def main(self, fit_model, epochs, method_callbacks, checkpoint_metric):
-        model_dir, cfg = self.run.model_dir, self.run.train_config
-        log_dir = os.path.join(model_dir, "tensorboard")
-        user = list(self.run.user_callbacks)
-        state = self._state("run", ("backup",), "training_log.csv", [*method_callbacks, *user],
-                            tensorboard_dir=log_dir,
-                            checkpoint_dir=os.path.join(model_dir, "checkpoints"),
-                            checkpoint_metric=checkpoint_metric,
-                            mode=cbs_lib.checkpoint_mode(checkpoint_metric))
-        initial_epoch = state.restore(fit_model)
-        # The method's first (RETDM's stage), then the evaluation whose logs
-        # the user's callbacks read.
-        cbs = [*method_callbacks, self._evaluation("tensorboard"),
-               cbs_lib.LearningRateLogger(), cbs_lib.TerminateOnNaNWithMessage(), *user]
-        if self.run.chief:
-            cbs.append(cbs_lib.OperativeConfigWriter(model_dir, log_dir))
-        cbs.append(state)  # last: it commits the logs the others wrote
-        start = time.time()
-        fit_model.fit(self._dataset(cfg), epochs=epochs, initial_epoch=initial_epoch,
-                      steps_per_epoch=self.steps(cfg), callbacks=cbs, verbose=self.verbose)
-        if any(getattr(c, "stopped_at", None) is not None for c in cbs):
-            raise FloatingPointError("training stopped on a NaN or infinite loss")
-        return state, time.time() - start

@@ -63,6 +63,9 @@ class RETDM(Method):
     options = {}
     ema_refusal = ("its one optimizer trains three stages on different variables, and "
                    "an average across the stage boundaries is neither the paper's nor tested")
+    # The stage, the metric and reconstruction terms of eq. 13 (the loss has
+    # them summed) and the share of examples where J1 and J2 are active.
+    key_metrics = ("retdm_stage", "j1", "j2", "reconstruction", "j1_active", "j2_active")
 
     def check(self, options, foreign=()):
         if options.get("pretrain_epochs"):

@@ -53,6 +53,9 @@ class WGANGP(Method):
     ema_refusal = ("its classifier is trained by generator_optimizer (after "
                    "mltf.train.optimizer's BCE pretraining), and the evaluation and "
                    "checkpoints would score the raw generator, not an average")
+    # The adversarial game at a glance: the two players' losses and the critic's
+    # Wasserstein estimate (whose collapse or blow-up is the thing to watch).
+    key_metrics = ("generator_loss", "critic_loss", "wasserstein")
 
     def check(self, options, foreign=()):
         options = super().check(options, foreign)
