@@ -11,10 +11,12 @@ Train on the result with the ``mlp`` backbone, e.g.
 ``configs/miml_scene_lite0_features.gin``.
 """
 
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from mltf.utils import startup
+
+if __name__ == "__main__":
+    startup.quiet_tensorflow()  # first: TensorFlow prints at import
 
 from absl import app, flags  # noqa: E402
 

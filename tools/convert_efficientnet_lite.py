@@ -14,11 +14,13 @@ without the packages (copy the files over), or from a ``.pth`` of your own
 (``--state_dict``). Needs neither torch nor a network.
 """
 
-import os
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from mltf.utils import startup
+
+if __name__ == "__main__":
+    startup.quiet_tensorflow()  # first: TensorFlow prints at import
 
 from absl import app, flags  # noqa: E402
 

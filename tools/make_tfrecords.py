@@ -4,9 +4,11 @@
 Thin wrapper; the code (and ``--help``) is in ``mltf.data.make_tfrecords``.
 """
 
-import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from mltf.utils import startup
+
+if __name__ == "__main__":
+    startup.quiet_tensorflow()  # first: TensorFlow prints at import
 
 from mltf.data.make_tfrecords import run  # noqa: E402
 
