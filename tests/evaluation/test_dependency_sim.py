@@ -1,0 +1,70 @@
+"""benchmarks/simlib.py, the evidence model and oracles of
+benchmarks/dependency_sim.py, against its stated formulas and brute force."""
+
+import os
+import sys
+
+import numpy as np
+from scipy.stats import norm
+
+from conftest import ROOT
+
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+import simlib  # noqa: E402
+
+LABELS = np.array([[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 0]], np.uint8)
+MU = np.array([1.0, 2.0, 0.5])
+
+
+def mixture_pdf(x, y, mu, sigma, q, r):
+    sign = 2 * y - 1
+    return (1 - q) * norm.pdf(x, sign * mu, sigma) + q * norm.pdf(x, sign * r * mu, sigma)
+
+
+def test_evidence_has_the_stated_moments():
+    q, r, sigma = 0.3, 0.25, 0.7
+    y = np.tile(LABELS, (20000, 1))
+    x, weak = simlib.simulate(y, MU, sigma, q, r, np.random.default_rng(0))
+    assert abs(weak.mean() - q) < 0.005
+    mean = MU * (1 - q + q * r)  # E[x | y = 1] = -E[x | y = 0]
+    # Var x = sigma^2 + mu^2 Var(s / mu), s / mu in {1, r} with shares 1 - q, q.
+    var = sigma ** 2 + MU ** 2 * q * (1 - q) * (1 - r) ** 2
+    for j in range(3):
+        for value, sign in ((1, 1), (0, -1)):
+            column = x[y[:, j] == value, j]
+            assert abs(column.mean() - sign * mean[j]) < 4 * np.sqrt(var[j] / len(column))
+            assert abs(column.var() / var[j] - 1) < 0.03
+    # A weak pair at r = 0 carries nothing: its x is N(0, sigma^2) whatever y.
+    x0, weak0 = simlib.simulate(y, MU, sigma, q, 0.0, np.random.default_rng(1))
+    faint = x0[weak0 & (y == 1)]
+    assert abs(faint.mean()) < 0.01 and abs(faint.std() - sigma) < 0.01
+
+
+def test_likelihood_ratio_is_the_mixtures():
+    x = np.array([[-1.5, 0.0, 2.0], [0.3, -0.4, 1.1]])
+    # No weak pairs: log N(x; mu) - log N(x; -mu) = 2 mu x / sigma^2.
+    np.testing.assert_allclose(simlib.log_likelihood_ratio(x, MU, 0.8, 0.0, 0.0),
+                               2 * MU * x / 0.64, rtol=1e-10)
+    want = np.log(mixture_pdf(x, 1, MU, 0.8, 0.3, 0.2) / mixture_pdf(x, 0, MU, 0.8, 0.3, 0.2))
+    np.testing.assert_allclose(simlib.log_likelihood_ratio(x, MU, 0.8, 0.3, 0.2), want,
+                               rtol=1e-10)
+
+
+def test_oracles_equal_brute_force_over_sets():
+    sigma, q, r = 1.0, 0.3, 0.0
+    train = np.array([[1, 0, 1]] * 5 + [[0, 1, 0]] * 3 + [[1, 1, 0]] * 2, np.uint8)
+    x = np.random.default_rng(2).normal(0.0, 1.5, (40, 3))
+    got = simlib.oracle_scores(x, train, MU, sigma, q, r)
+    prior = {(1, 0, 1): 0.5, (0, 1, 0): 0.3, (1, 1, 0): 0.2}
+    pi = train.mean(axis=0)
+    for i in range(len(x)):
+        post = {s: p * np.prod([mixture_pdf(x[i, j], s[j], MU[j], sigma, q, r)
+                                for j in range(3)]) for s, p in prior.items()}
+        total = sum(post.values())
+        np.testing.assert_array_equal(got["set_map"][i], max(post, key=post.get))
+        marginal = [sum(v for s, v in post.items() if s[j]) / total for j in range(3)]
+        np.testing.assert_allclose(got["set_marginals"][i], marginal, rtol=1e-9)
+        for j in range(3):
+            on = pi[j] * mixture_pdf(x[i, j], 1, MU[j], sigma, q, r)
+            off = (1 - pi[j]) * mixture_pdf(x[i, j], 0, MU[j], sigma, q, r)
+            np.testing.assert_allclose(got["independent"][i, j], on / (on + off), rtol=1e-9)
