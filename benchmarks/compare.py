@@ -19,7 +19,8 @@ An arm is ``NAME``, ``NAME=BINDING;BINDING`` (gin bindings over
 ``--config``) or ``NAME@CONFIG=...`` (its own config). The first arm is the
 control unless ``--control`` names another. Every run binds
 ``mltf.train.seed`` and the pipeline's seed to the seed and keeps
-``mltf.train``'s default protocol: epochs, schedule and thresholds are
+``mltf.train``'s default protocol: the plateau schedule, the thresholds
+and, with ``mltf.train.final = "best"``, the epoch (default: the last) are
 chosen on the selection split carved from the training split, and the
 reported split is the config's evaluation split, read once at the end
 (``mltf.training.selection``).
