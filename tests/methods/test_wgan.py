@@ -244,15 +244,18 @@ def _replica_order(array, slots, replicas):
 
 # "train" too: this generator has neither BatchNorm nor dropout, so its
 # training-mode samples do not depend on how a chunk is split over replicas.
-@pytest.mark.parametrize("xla, critic_samples",
-                         [(False, "inference"), (True, "inference"), (False, "train")])
-def test_two_logical_devices_equal_one(xla, critic_samples):
+# critic_warmup = 3: the first of the two steps warms the critic up.
+@pytest.mark.parametrize("xla, critic_samples, critic_warmup",
+                         [(False, "inference", 0), (True, "inference", 0), (False, "train", 0),
+                          (True, "inference", 3)])
+def test_two_logical_devices_equal_one(xla, critic_samples, critic_warmup):
     slots, b = 10, 4
     x, y, m = toy_batch(slots * b, seed=7)
     weights = []
     for n in (1, 2):
         with mirrored_strategy(n).scope():
-            model = make_wgan(seed=1, xla=xla, critic_samples=critic_samples)
+            model = make_wgan(seed=1, xla=xla, critic_samples=critic_samples,
+                              critic_warmup=critic_warmup)
         if n == 1:
             data = tuple(_replica_order(a, slots, 2) for a in (x, y, m))
         else:

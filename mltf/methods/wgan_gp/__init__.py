@@ -2,7 +2,8 @@
 WGAN-gp critic D(label set, image features).
 
 Files by role: ``critic`` (D and fext), ``losses`` (pure functions: Gumbel
-sigmoid, gradient penalty), ``model`` (the update order), ``mismatch`` (the
+sigmoid, gradient penalty), ``model`` (the update order; ``build`` its gin
+factory, ``warmup`` the critic warm-up), ``mismatch`` (the
 mismatched label sets the input pipeline adds), ``method`` (the trainer's
 hooks).
 """
@@ -11,7 +12,8 @@ from mltf.methods.wgan_gp.critic import LabelCritic, build_critic, frozen_copy
 from mltf.methods.wgan_gp.losses import gradient_penalty, gumbel_sigmoid, replica_uniform
 from mltf.methods.wgan_gp.method import WGANGP
 from mltf.methods.wgan_gp.mismatch import MismatchSampler, MismatchedLabels, set_keys
-from mltf.methods.wgan_gp.model import WGANGPClassifier, build_wgan
+from mltf.methods.wgan_gp.build import build_wgan
+from mltf.methods.wgan_gp.model import WGANGPClassifier
 
 METHOD = WGANGP()
 

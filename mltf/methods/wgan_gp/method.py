@@ -21,7 +21,7 @@ from mltf.methods.scoring import CriticSetScorer
 from mltf.methods.wgan_gp.critic import build_critic, frozen_copy
 from mltf.methods.wgan_gp.diagnostics import CriticDiagnostics
 from mltf.methods.wgan_gp.mismatch import MismatchedLabels
-from mltf.methods.wgan_gp.model import build_wgan
+from mltf.methods.wgan_gp.build import build_wgan
 
 PRETRAINED = "pretrained.keras"
 FEXT = ("generator", "imagenet")
@@ -124,7 +124,7 @@ class WGANGP(Method):
     def report(self, run: Run, fit_model):
         settings = {key: fit_model.get_config()[key] for key in (
             "n_critic", "alpha", "gp_weight", "inverse_temperature", "gumbel",
-            "negative_sampling", "batches", "critic_samples")}
+            "negative_sampling", "batches", "critic_samples", "critic_warmup")}
         return {"wgan_gp": {**settings, "fext": run.options["fext"]}}
 
     def set_scorer(self, run: Run, fit_model):

@@ -37,6 +37,9 @@ skips fext altogether. Fresh batches make fext run on 10 chunks per step;
 update) is the cheap variant, measured side by side in
 benchmarks/wgan_step.py.
 
+Critic warm-up (``critic_warmup``, not in seed 000): that many critic
+updates with G fixed come first (``warmup.py``).
+
 Ablations of seed 000 Table 3, each changing exactly its term:
 - ``negative_sampling=False`` (c): the mismatched term is dropped and the
   generated term weighted 1;
@@ -52,13 +55,12 @@ continues the same sequence.
 
 from typing import Optional
 
-import gin
 import keras
 import tensorflow as tf
 
 from mltf.core import steps
 from mltf.methods.base import LabelDependencyModel
-from mltf.methods.wgan_gp import losses
+from mltf.methods.wgan_gp import losses, warmup
 from mltf.methods.wgan_gp.batch import Chunks
 from mltf.methods.wgan_gp.critic import LabelCritic
 from mltf.models.classifier import MultiLabelClassifier, labels_per_image
@@ -102,6 +104,8 @@ class WGANGPClassifier(LabelDependencyModel):
         not updated there, so only the generator update moves them. The
         random-seed state goes on from chunk to chunk, so each chunk (and
         then the generator update) draws its own dropout masks.
+      critic_warmup: critic updates with G fixed before the alternating
+        updates, a multiple of ``n_critic`` (0: none, as in seed 000).
       **kwargs: ``keras.Model`` arguments.
     """
 
@@ -118,7 +122,8 @@ class WGANGPClassifier(LabelDependencyModel):
                  inverse_temperature: float = 0.9, anneal_to: Optional[float] = None,
                  anneal_steps: int = 0, straight_through: bool = False,
                  gumbel: bool = True, negative_sampling: bool = True, seed: int = 0,
-                 batches: str = "fresh", critic_samples: str = "inference", **kwargs):
+                 batches: str = "fresh", critic_samples: str = "inference",
+                 critic_warmup: int = 0, **kwargs):
         super().__init__(**kwargs)
         if batches not in ("fresh", "shared"):
             raise ValueError(f"batches must be 'fresh' or 'shared', got {batches!r}")
@@ -137,6 +142,7 @@ class WGANGPClassifier(LabelDependencyModel):
         if feature_extractor is not None:
             feature_extractor.trainable = False
         self.n_critic = int(n_critic)
+        self.critic_warmup = warmup.check(critic_warmup, self.n_critic)
         self.alpha = float(alpha)
         self.gp_weight = float(gp_weight)
         self.inverse_temperature = float(inverse_temperature)
@@ -311,18 +317,20 @@ class WGANGPClassifier(LabelDependencyModel):
             self._features_fn = steps.replica_function(self._features, self.xla)
             self._logits_fn = steps.replica_function(self._generator_logits, self.xla)
 
-    def _step_seed(self):
-        """Keyed on the generator's update count, which the run state brings
-        back, so a resumed run continues the same noise sequence."""
+    def _step_seed(self, warm):
+        """Keyed on the optimizers' update counts (``warmup.step_index``),
+        which the run state brings back, so a resumed run continues the same
+        noise sequence."""
         state = self.seed_generator.state.value
-        step = tf.cast(self.generator_optimizer.iterations, state.dtype)
+        step = tf.cast(warmup.step_index(self, warm), state.dtype)
         return tf.stack([state[0], state[1] + step])
 
     def train_step(self, data):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         self._step_functions()
         batch = Chunks(self, x, y)
-        seed, temperature = self._step_seed(), self._temperature()
+        warm = warmup.warming_up(self)
+        seed, temperature = self._step_seed(warm), self._temperature()
         critic_stats = []
         for k in range(self.n_critic):
             real, gen, mis = self._roles(k)
@@ -333,12 +341,14 @@ class WGANGPClassifier(LabelDependencyModel):
             self.critic_optimizer.apply(grads, self.critic.trainable_variables)
             critic_stats.append(stats)
         last = self.slots - 1
+        held = warmup.HeldGenerator(self, warm)
         grads, new_non_trainable, gen_stats = self._generator_fn(
             batch.generator_trainable, batch.generator_state,
             batch.images(last), batch.labels(last), batch.features(last),
             tf.stack([seed[0], seed[1] * 64 + 63]), temperature)
         steps.assign_synced(self.generator.non_trainable_variables, new_non_trainable)
         self.generator_optimizer.apply(grads, self.generator.trainable_variables)
+        held.restore()
         self._track(critic_stats, gen_stats)
         return self.logs()
 
@@ -362,26 +372,5 @@ class WGANGPClassifier(LabelDependencyModel):
             "anneal_steps": self.anneal_steps, "straight_through": self.straight_through,
             "gumbel": self.gumbel, "negative_sampling": self.negative_sampling,
             "seed": self.seed, "batches": self.batches,
-            "critic_samples": self.critic_samples})
+            "critic_samples": self.critic_samples, "critic_warmup": self.critic_warmup})
         return config
-
-
-@gin.configurable(module="mltf", denylist=["generator", "critic", "feature_extractor"])
-def build_wgan(generator, critic, feature_extractor, n_critic: int = 3, alpha: float = 10.0,
-               gp_weight: float = 10.0, inverse_temperature: float = 0.9,
-               anneal_to: Optional[float] = None, anneal_steps: int = 0,
-               straight_through: bool = False, gumbel: bool = True,
-               negative_sampling: bool = True, seed: int = 0, batches: str = "fresh",
-               critic_samples: str = "inference") -> "WGANGPClassifier":
-    """The WGAN-gp model from gin (``mltf.build_wgan.*``); see
-    ``WGANGPClassifier`` for the arguments (seed 000's values are the
-    defaults, but ``critic_samples``: the paper does not say, and
-    ``"inference"`` keeps models saved before it loading unchanged;
-    configs/paper_wgan.gin binds ``"train"``)."""
-    return WGANGPClassifier(
-        generator, critic, feature_extractor if critic.conditional else None,
-        n_critic=n_critic, alpha=alpha, gp_weight=gp_weight,
-        inverse_temperature=inverse_temperature, anneal_to=anneal_to,
-        anneal_steps=anneal_steps, straight_through=straight_through, gumbel=gumbel,
-        negative_sampling=negative_sampling, seed=seed, batches=batches,
-        critic_samples=critic_samples, name="wgan_gp")
