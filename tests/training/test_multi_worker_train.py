@@ -102,7 +102,8 @@ def test_a_killed_worker_stops_the_job_and_the_restarted_job_resumes(demo_dir, t
     assert "another worker of this multi-worker run stopped" in outputs[0]
     assert "Traceback" not in outputs[0]
 
-    procs, logs = launch(args, tmp_path, "restart")
+    # --verbose: Keras's per-step lines, whose losses both workers must share.
+    procs, logs = launch(args + ["--verbose"], tmp_path, "restart")
     codes, outputs = wait_all(procs, logs)
     assert codes == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
     assert "resuming the run after epoch" in outputs[0]
