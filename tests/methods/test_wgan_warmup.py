@@ -95,7 +95,8 @@ def test_the_gin_binding_reaches_the_model_and_the_report():
     assert report["critic_warmup"] == 6 and report["n_critic"] == 3
 
 
-@pytest.mark.parametrize("xla", [False, True])
+# XLA is the GPU path; without it the same hold is kept for -m slow (time).
+@pytest.mark.parametrize("xla", [pytest.param(False, marks=pytest.mark.slow), True])
 def test_two_logical_devices_hold_the_generator_during_the_warm_up(xla):
     with mirrored_strategy(2).scope():
         model = make_wgan(seed=1, xla=xla, critic_warmup=3)
@@ -110,7 +111,8 @@ def test_two_logical_devices_hold_the_generator_during_the_warm_up(xla):
     assert int(model.generator_optimizer.iterations.numpy()) == 1
 
 
-@pytest.mark.parametrize("killed_after", [1, 2])  # during the warm-up, at its end
+# During the warm-up; at its end (kept for -m slow: time).
+@pytest.mark.parametrize("killed_after", [1, pytest.param(2, marks=pytest.mark.slow)])
 def test_a_run_killed_during_or_after_the_warm_up_resumes_the_same(tmp_path, killed_after):
     reference = make_wgan(critic_warmup=6)
     for seed in range(4):

@@ -55,9 +55,10 @@ def wait_all(procs, logs, limit=LIMIT):
 
 
 @pytest.mark.parametrize("method,epochs,steps,xla", [
-    ("bce", 2, 3, True), ("wgan_gp", 2, 2, False),
-    # RETDM's multi-worker step is checked against 2 devices in
-    # test_multi_worker.py; its CLI run here is kept for -m slow (time).
+    ("bce", 2, 3, True),
+    # The WGAN-gp and RETDM multi-worker steps are checked against 2 devices
+    # in test_multi_worker.py; their CLI runs here are kept for -m slow (time).
+    pytest.param("wgan_gp", 2, 2, False, marks=pytest.mark.slow),
     pytest.param("retdm", 3, 2, False, marks=pytest.mark.slow)])
 def test_two_workers_train_and_only_the_chief_writes(method, epochs, steps, xla, demo_dir,
                                                       tmp_path):
