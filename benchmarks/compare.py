@@ -39,6 +39,25 @@ run is computed on the resample, arm minus control, averaged over seeds; the
 the sampling of test images given these seeds' runs, not the training
 noise of new seeds (the std column shows that). Finished runs are reused.
 Writes ``<out_dir>/summary.json`` and ``summary.md``.
+
+``--decoded`` (runs trained with ``mltf.train.set_decoding = True``, whose
+``predictions.npz`` holds the ``decoded`` sets): per arm two more columns,
+``<arm>+tuned`` (the sets thresholded at each run's saved thresholds, the
+decoder's sets at w = 0) and ``<arm>+decoded`` (the decoded sets). In both
+the set metrics (F1s, precision, recall, subset accuracy, Hamming loss,
+labels per image) come from the sets and the ranking metrics (mAP, ranking
+loss, one-error, coverage, average precision) from the same scores as the
+arm's column, so decoding moves no ranking figure. Two more interval
+tables: each arm's decoded minus its tuned sets (the same runs: what
+decoding adds), and each arm's decoded minus the control's tuned sets.
+
+  # BCE with the label-set prior, RETDM with its embedding and with the prior:
+  python benchmarks/compare.py --config=configs/mulan_scene_mlp_retdm.gin --decoded \
+      --arm="bce=mltf.train.method = 'bce';mltf.set_decoding_options.scorer = 'prior'" \
+      --arm=retdm --arm="retdm_prior=mltf.set_decoding_options.scorer = 'prior'" \
+      --gin_bindings="mltf.train.set_decoding = True" \
+      --gin_bindings="mltf.set_decoding_options.metric = 'subset_accuracy'" \
+      --out_dir=runs/compare/mulan_scene_decoded
 """
 
 import json
@@ -60,6 +79,8 @@ flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds.")
 flags.DEFINE_multi_string("gin_bindings", [], "Bindings for every run (base included).")
 flags.DEFINE_integer("bootstrap", 1000, "Bootstrap resamples for the intervals.")
 flags.DEFINE_string("out_dir", "runs/compare", "Where the runs and the summary go.")
+flags.DEFINE_bool("decoded", False, "Also the columns <arm>+tuned and <arm>+decoded and their "
+                  "paired intervals (runs with mltf.train.set_decoding = True).")
 
 # The table's rows, in order; the paired intervals are given for CI_KEYS.
 KEYS = ["mAP", "CF1", "OF1", "example_F1", "subset_accuracy", "jaccard", "CP", "CR", "OP", "OR",
@@ -67,6 +88,9 @@ KEYS = ["mAP", "CF1", "OF1", "example_F1", "subset_accuracy", "jaccard", "CP", "
         "labels_per_image_pred", "labels_per_image_true"]
 CI_KEYS = ["mAP", "CF1", "OF1", "example_F1", "subset_accuracy"]
 SET_PERCENT = {"example_F1", "subset_accuracy", "jaccard"}
+# Computed from the scores in every column; the other keys from the sets.
+RANKING_KEYS = {"mAP", "ranking_loss", "one_error", "coverage", "avg_precision"}
+VIEWS = ("tuned", "decoded")
 
 
 def parse_arm(spec, default_config):
@@ -110,28 +134,59 @@ def run_all(arms, seeds):
     return run_seeds(order, seeds, run_arm)
 
 
-def load_predictions(name, seeds):
-    """Per seed ``(ids, labels, scores)`` of the reported split, sorted by id."""
+def load_predictions(name, seeds, view=None, reports=None):
+    """Per seed the reported split's ``(ids, labels, scores)``, sorted by id,
+    and for a ``view`` the sets: ``"tuned"``, the scores at the run's saved
+    thresholds (``reports``: its metrics.json per seed); ``"decoded"``, the
+    ``decoded`` sets of ``predictions.npz``."""
     out = []
-    for seed in seeds:
-        with np.load(os.path.join(ROOT, FLAGS.out_dir, f"{name}_s{seed}",
-                                  "predictions.npz")) as f:
+    for i, seed in enumerate(seeds):
+        path = os.path.join(ROOT, FLAGS.out_dir, f"{name}_s{seed}", "predictions.npz")
+        with np.load(path) as f:
             order = np.argsort(f["ids"])
-            out.append((f["ids"][order], f["labels"][order], f["scores"][order]))
+            run = (f["ids"][order], f["labels"][order], f["scores"][order])
+            if view == "decoded":
+                if "decoded" not in f.files:
+                    raise app.UsageError(f"{path} has no decoded sets: --decoded needs runs "
+                                         "trained with mltf.train.set_decoding = True")
+                run += (f["decoded"][order],)
+            elif view == "tuned":
+                run += (run[2] >= np.asarray(reports[i]["thresholds"], np.float32),)
+        out.append(run)
     return out
 
 
-def ci_metrics(y, s):
-    """The ``CI_KEYS`` metrics at threshold 0.5 (fractions)."""
+def ci_metrics(y, s, sets=None):
+    """The ``CI_KEYS`` metrics (fractions): mAP from the scores ``s``, the
+    others from ``sets`` (None: ``s`` at threshold 0.5)."""
     from mltf import metrics
-    prf = metrics.precision_recall_f1(y, s)
-    sets = metrics.set_metrics(y, s)
+    chosen = s if sets is None else np.asarray(sets, np.float32)
+    prf = metrics.precision_recall_f1(y, chosen)
+    by_set = metrics.set_metrics(y, chosen)
     return {"mAP": metrics.mean_average_precision(y, s), "CF1": prf["CF1"], "OF1": prf["OF1"],
-            "example_F1": sets["example_F1"], "subset_accuracy": sets["subset_accuracy"]}
+            "example_F1": by_set["example_F1"], "subset_accuracy": by_set["subset_accuracy"]}
+
+
+def view_metrics(y, s, sets=None):
+    """``compute_all``: the ranking metrics from the scores ``s``, the rest
+    from ``sets`` (None: ``s`` at threshold 0.5)."""
+    from mltf import metrics
+    by_score = metrics.compute_all(y, s)
+    if sets is None:
+        return by_score
+    by_set = metrics.compute_all(y, np.asarray(sets, np.float32))
+    return {k: by_score[k] if k in RANKING_KEYS else v for k, v in by_set.items()}
+
+
+def _ci_metrics(run, index):
+    """``ci_metrics`` of a run ``(ids, labels, scores[, sets])`` on the rows ``index``."""
+    sets = run[3][index] if len(run) > 3 else None
+    return ci_metrics(run[1][index], run[2][index], sets)
 
 
 def paired_intervals(arm, control, resamples, seed=0):
-    """``{key: (mean difference, low, high)}`` of arm minus control."""
+    """``{key: (mean difference, low, high)}`` of arm minus control (runs
+    ``(ids, labels, scores)``, or with a fourth item, the sets scored)."""
     ids = arm[0][0]
     for run in arm + control:
         if not np.array_equal(run[0], ids):
@@ -141,8 +196,8 @@ def paired_intervals(arm, control, resamples, seed=0):
 
     def difference(index):
         diffs = []
-        for (_, y, s_arm), (_, _, s_ctrl) in zip(arm, control):
-            a, c = ci_metrics(y[index], s_arm[index]), ci_metrics(y[index], s_ctrl[index])
+        for run_arm, run_ctrl in zip(arm, control):
+            a, c = _ci_metrics(run_arm, index), _ci_metrics(run_ctrl, index)
             diffs.append([a[k] - c[k] for k in CI_KEYS])
         return np.nanmean(diffs, axis=0)
 
@@ -156,27 +211,46 @@ def scale(key):
     return 100 if key in PERCENT or key in SET_PERCENT else 1
 
 
-def markdown(names, reports, intervals, control):
-    """The summary as a markdown table (mean (std) per arm; paired
-    differences to the control with their 95 % intervals)."""
+def markdown(columns, sections):
+    """The summary as markdown: mean (std) over seeds per column
+    (``{column: [metrics per seed]}``), then per ``(title, {row: paired
+    intervals})`` section its differences with their 95 % intervals."""
+    names = list(columns)
     head = "| metric | " + " | ".join(names) + " |"
     lines = [head, "|" + "---|" * (len(names) + 1)]
     for key in KEYS:
         cells = []
         for name in names:
-            values = [scale(key) * r["metrics"][key] for r in reports[name]]
+            values = [scale(key) * m[key] for m in columns[name]]
             std = statistics.stdev(values) if len(values) > 1 else 0.0
             digits = 2 if scale(key) == 100 else 3
             cells.append(f"{statistics.mean(values):.{digits}f} ({std:.{digits}f})")
         lines.append(f"| {key} | " + " | ".join(cells) + " |")
-    lines += ["", f"Paired difference to `{control}` (95 % bootstrap interval over images, "
-                  "pooled over seeds):", "",
-              "| arm | " + " | ".join(CI_KEYS) + " |", "|" + "---|" * (len(CI_KEYS) + 1)]
-    for name, diff in intervals.items():
-        cells = [f"{scale(k) * d:+.2f} [{scale(k) * lo:+.2f}, {scale(k) * hi:+.2f}]"
-                 for k, (d, lo, hi) in ((k, diff[k]) for k in CI_KEYS)]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    for title, intervals in sections:
+        lines += ["", title + " (95 % bootstrap interval over images, pooled over seeds):", "",
+                  "| arm | " + " | ".join(CI_KEYS) + " |", "|" + "---|" * (len(CI_KEYS) + 1)]
+        for name, diff in intervals.items():
+            cells = [f"{scale(k) * d:+.2f} [{scale(k) * lo:+.2f}, {scale(k) * hi:+.2f}]"
+                     for k, (d, lo, hi) in ((k, diff[k]) for k in CI_KEYS)]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def decoded_sections(names, reports, control):
+    """With ``--decoded``: the ``+tuned`` and ``+decoded`` columns (per
+    seed) and the two interval sections."""
+    views = {(name, v): load_predictions(name, FLAGS.seeds, v, reports[name])
+             for name in names for v in VIEWS}
+    columns = {f"{name}+{v}": [view_metrics(*run[1:]) for run in views[name, v]]
+               for name in names for v in VIEWS}
+    own = {f"{name}+decoded": paired_intervals(views[name, "decoded"], views[name, "tuned"],
+                                               FLAGS.bootstrap) for name in names}
+    against = {f"{name}+decoded": paired_intervals(views[name, "decoded"],
+                                                   views[control, "tuned"], FLAGS.bootstrap)
+               for name in names if name != control}
+    sections = [("Paired difference of `<arm>+decoded` to `<arm>+tuned`, the same runs", own),
+                (f"Paired difference of `<arm>+decoded` to `{control}+tuned`", against)]
+    return columns, sections
 
 
 def main(argv):
@@ -194,12 +268,22 @@ def main(argv):
     intervals = {name: paired_intervals(predictions[name], predictions[control],
                                         FLAGS.bootstrap)
                  for name in names if name != control}
-    table = markdown(names, reports, intervals, control)
+    columns = {name: [r["metrics"] for r in reports[name]] for name in names}
+    sections = [(f"Paired difference to `{control}`", intervals)]
+    if FLAGS.decoded:
+        more, decoded = decoded_sections(names, reports, control)
+        columns.update(more)
+        sections += decoded
+    table = markdown(columns, sections)
     first = reports[control][0]
     header = (f"{len(FLAGS.seeds)} seeds ({', '.join(FLAGS.seeds)}); reported split "
               f"{first['split']!r} of {first['data_dir']}, threshold 0.5; selection: "
               f"{first['selection']['split']}; percent except the ranking criteria and "
               "labels per image.\n\n")
+    if FLAGS.decoded:
+        header += ("`+tuned`: the sets at each run's saved thresholds; `+decoded`: its "
+                   "set-level decoded sets; their ranking metrics come from the arm's scores, "
+                   "their other metrics from the sets.\n\n")
     print("\n" + header + table)
     out = os.path.join(ROOT, FLAGS.out_dir)
     with open(os.path.join(out, "summary.md"), "w") as f:
@@ -209,9 +293,11 @@ def main(argv):
                    "control": control, "base": FLAGS.base, "budget_from": FLAGS.budget_from,
                    "seeds": FLAGS.seeds, "gin_bindings": FLAGS.gin_bindings,
                    "bootstrap": FLAGS.bootstrap,
-                   "metrics": {n: [r["metrics"] for r in reports[n]] for n in names},
+                   "metrics": columns,
                    "train_seconds": {n: [r["train_seconds"] for r in reports[n]] for n in names},
-                   "paired_differences": intervals}, f, indent=2)
+                   "paired_differences": intervals,
+                   **({"paired_differences_decoded": dict(sections[1:])} if FLAGS.decoded
+                      else {})}, f, indent=2)
 
 
 if __name__ == "__main__":

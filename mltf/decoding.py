@@ -27,7 +27,8 @@ chosen among a few candidates instead:
   classifier likelihood (with the shift: the thresholded set).
 
 This module is numpy only: ``dep`` is an array ``[N, K]`` that a method's
-scorer (``Method.set_scorer``) computed over the same candidates.
+scorer (``Method.set_scorer``) computed over the same candidates, or the
+label-set prior ``log(1 + training count of Y)`` (``prior_scores``).
 """
 
 import dataclasses
@@ -174,6 +175,21 @@ def candidate_sets(p, thresholds, table: Optional[LabelSetTable] = None, k: int 
         parts.append(table.sets[likeliest_sets(q if shift else p, table, m)].astype(np.uint8))
     sets = np.concatenate(parts, axis=1)
     return Candidates(sets, _mark_repeats(sets))
+
+
+def prior_scores(table: LabelSetTable, sets) -> np.ndarray:
+    """The label-set prior ``dep(Y) = log(1 + count of Y in table)`` of
+    candidate sets ``[N, K, C]``: ``[N, K]``, 0 for a set the table lacks.
+    It needs no image and no method, so it serves every method (BCE too) and
+    is the control of any claim that a dependency model decodes better."""
+    sets = np.asarray(sets, np.uint8)
+    counts = {row.tobytes(): int(c)
+              for row, c in zip(np.packbits(table.sets.astype(np.uint8), axis=-1),
+                                table.counts)}
+    packed = np.packbits(sets, axis=-1)
+    found = np.array([counts.get(row.tobytes(), 0)
+                      for row in packed.reshape(-1, packed.shape[-1])], np.float64)
+    return np.log1p(found).reshape(sets.shape[:2])
 
 
 def decode(loglik, dep, valid, w: float) -> np.ndarray:

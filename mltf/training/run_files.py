@@ -25,13 +25,16 @@ PENDING_PREFIX = ".pending-"
 # --- files ---------------------------------------------------------------------
 
 
-def write_predictions(path: str, ids, labels, scores) -> None:
-    """``predictions.npz``: a split's ``ids``, ``labels`` (uint8) and
-    ``scores`` (float32), in evaluation order, for paired comparisons."""
+def write_predictions(path: str, ids, labels, scores, decoded=None) -> None:
+    """``predictions.npz``: a split's ``ids``, ``labels`` (uint8),
+    ``scores`` (float32) and, when given, the ``decoded`` sets of set-level
+    decoding (bool), in evaluation order, for paired comparisons."""
+    extra = {} if decoded is None else {"decoded": np.asarray(decoded).astype(bool)}
+
     def write(tmp):
         with open(tmp, "wb") as f:
             np.savez(f, ids=ids, labels=np.asarray(labels).astype(np.uint8),
-                     scores=np.asarray(scores).astype(np.float32))
+                     scores=np.asarray(scores).astype(np.float32), **extra)
 
     atomic.atomic_write(path, write)
 

@@ -4,13 +4,16 @@ reported as ``metrics_set_decoded`` in ``metrics.json``, and what
 ``mltf.evaluate`` needs to decode again written to the run folder.
 
 The decoder is ``mltf.decoding``; the dependency scores come from the
-method's ``set_scorer`` hook (None: BCE, the decoding then re-ranks by the
-classifier's likelihood alone, so only ``w = 0`` is tried). Files, chief
-only: ``set_scorer.keras`` (the scorer, when the method has one) and
-``set_decoding.npz`` (``w``, ``k``, ``m``, ``metric``, ``shift`` and the
-training split's distinct label sets with their counts, the candidates'
-source), from which ``mltf.evaluate --set_decoding`` decodes again
-(``decode_saved``).
+method's ``set_scorer`` hook (``scorer = "method"``; None: BCE, the decoding
+then re-ranks by the classifier's likelihood alone, so only ``w = 0`` is
+tried) or, for any method, from the label-set prior ``log(1 + training
+count of Y)`` (``scorer = "prior"``). Files, chief only:
+``set_scorer.keras`` (the method's scorer, when there is one) and
+``set_decoding.npz`` (``w``, ``k``, ``m``, ``metric``, ``shift``,
+``scorer`` and the training split's distinct label sets with their counts,
+the candidates' source and the prior), from which ``mltf.evaluate
+--set_decoding`` decodes again (``decode_saved``). The decoded sets of the
+reported split go to ``predictions.npz`` as ``decoded`` (the trainer).
 """
 
 import os
@@ -26,12 +29,14 @@ from mltf.utils import atomic
 
 SCORER_FILE = "set_scorer.keras"
 SETTINGS_FILE = "set_decoding.npz"
+SCORERS = ("method", "prior")
 
 
 @gin.configurable(module="mltf")
 def set_decoding_options(k: int = 3, m: int = 8,
                          grid: Sequence[float] = decoding.DEFAULT_GRID,
-                         metric: str = "example_F1", shift: bool = True) -> dict:
+                         metric: str = "example_F1", shift: bool = True,
+                         scorer: str = "method") -> dict:
     """How ``mltf.train.set_decoding`` decodes (gin:
     ``mltf.set_decoding_options.*``).
 
@@ -43,9 +48,15 @@ def set_decoding_options(k: int = 3, m: int = 8,
       shift: the likelihood of the marginals shifted to the thresholds, whose
         likeliest set is the thresholded one (``mltf.decoding``); False: of
         the raw marginals (likeliest set ``p >= 0.5``).
+      scorer: ``"method"``: the method's dependency model (none for BCE);
+        ``"prior"``: ``log(1 + count)`` of the set among the training split's
+        label sets (``mltf.decoding.prior_scores``), for every method.
     """
+    if scorer not in SCORERS:
+        raise ValueError(f"mltf.set_decoding_options.scorer must be one of {SCORERS}, "
+                         f"got {scorer!r}")
     return {"k": int(k), "m": int(m), "grid": [float(w) for w in grid], "metric": metric,
-            "shift": bool(shift)}
+            "shift": bool(shift), "scorer": scorer}
 
 
 def write_settings(path: str, w: float, options: dict, table) -> None:
@@ -53,14 +64,16 @@ def write_settings(path: str, w: float, options: dict, table) -> None:
     def write(tmp):
         with open(tmp, "wb") as f:
             np.savez(f, w=w, k=options["k"], m=options["m"], metric=options["metric"],
-                     shift=options["shift"], sets=table.sets, counts=table.counts)
+                     shift=options["shift"], scorer=options["scorer"], sets=table.sets,
+                     counts=table.counts)
 
     atomic.atomic_write(path, write)
 
 
 def read_settings(folder: str) -> dict:
     """``set_decoding.npz`` of a run folder: ``w``, ``k``, ``m``, ``metric``,
-    ``shift`` and the ``LabelSetTable``; FileNotFoundError naming the binding."""
+    ``shift``, ``scorer`` and the ``LabelSetTable``; FileNotFoundError
+    naming the binding."""
     path = os.path.join(folder, SETTINGS_FILE)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path} not found: set-level decoding needs a run trained "
@@ -68,22 +81,34 @@ def read_settings(folder: str) -> dict:
     with np.load(path) as saved:
         return {"w": float(saved["w"]), "k": int(saved["k"]), "m": int(saved["m"]),
                 "metric": str(saved["metric"]), "shift": bool(saved["shift"]),
+                # Files written before the prior existed hold the method's scorer.
+                "scorer": str(saved["scorer"]) if "scorer" in saved.files else "method",
                 "table": decoding.LabelSetTable(saved["sets"], saved["counts"])}
 
 
-def _decode(scorer, dataset, y, p, thresholds, table, settings, w) -> dict:
-    """The entries of one split's decoding at ``w`` (``dataset`` holds the
-    images of ``p``'s rows, in order; ``settings``: ``k``, ``m``, ``shift``)."""
+def _dependency(kind, scorer, table, dataset, sets):
+    """``dep [N, K]`` of candidate ``sets`` (None: no dependency model)."""
+    if kind == "prior":
+        return decoding.prior_scores(table, sets)
+    return None if scorer is None else scoring.dependency_scores(scorer, dataset, sets)
+
+
+def _decode(scorer, dataset, y, p, thresholds, table, settings, w):
+    """(the entries of one split's decoding at ``w``, its decoded sets
+    ``[N, C]``) (``dataset`` holds the images of ``p``'s rows, in order;
+    ``settings``: ``k``, ``m``, ``shift``, ``scorer``)."""
     k, m, shift = settings["k"], settings["m"], settings["shift"]
     cands = decoding.candidate_sets(p, thresholds, table, k, m, shift)
-    dep = None if scorer is None else scoring.dependency_scores(scorer, dataset, cands.sets)
+    dep = _dependency(settings["scorer"], scorer, table, dataset, cands.sets)
     loglik = decoding.log_likelihood(p, cands.sets, thresholds if shift else None)
     index = decoding.decode(loglik, dep, cands.valid, w)
-    return {"metrics": decoding.evaluate_sets(y, p, decoding.chosen_sets(cands, index)),
-            "w": w, "scorer": type(scorer).__name__ if scorer is not None else None,
+    sets = decoding.chosen_sets(cands, index)
+    name = ("LabelSetPrior" if settings["scorer"] == "prior"
+            else type(scorer).__name__ if scorer is not None else None)
+    return {"metrics": decoding.evaluate_sets(y, p, sets), "w": w, "scorer": name,
             "k": k, "m": m, "shift": shift,
             "candidates_per_image": float(cands.valid.sum(axis=1).mean()),
-            "changed_sets": float((index != 0).mean())}
+            "changed_sets": float((index != 0).mean())}, sets
 
 
 def decode_saved(folder: str, dataset, y, p, thresholds) -> dict:
@@ -92,16 +117,17 @@ def decode_saved(folder: str, dataset, y, p, thresholds) -> dict:
     settings = read_settings(folder)
     scorer_path = os.path.join(folder, SCORER_FILE)
     scorer = None
-    if os.path.isfile(scorer_path):
+    if settings["scorer"] == "method" and os.path.isfile(scorer_path):
         methods.load_all()  # the scorer's sub-models' classes (the critic)
         scorer = keras.models.load_model(scorer_path, compile=False)
     return _decode(scorer, dataset, y, p, thresholds, settings["table"], settings,
-                   settings["w"])
+                   settings["w"])[0]
 
 
 def decode_run(plugin, run, fit_model, model, select_ds, eval_ds: Optional[object],
-               predictions) -> dict:
-    """The ``metrics_set_decoded`` entry; writes the run folder's files.
+               predictions):
+    """(the ``metrics_set_decoded`` entry, the evaluation split's decoded
+    sets ``[N, C]`` uint8); writes the run folder's files.
 
     Args:
       plugin: the run's ``Method``.
@@ -113,20 +139,20 @@ def decode_run(plugin, run, fit_model, model, select_ds, eval_ds: Optional[objec
       predictions: the evaluation split's ``(ids, labels, scores)``.
     """
     options = set_decoding_options()
-    scorer = plugin.set_scorer(run, fit_model)
+    scorer = plugin.set_scorer(run, fit_model) if options["scorer"] == "method" else None
     table = decoding.LabelSetTable.from_labels(run.train_labels)
     thresholds = keras.ops.convert_to_numpy(model.thresholds)
     y_sel, p_sel = inference.predict_dataset(model, select_ds)
     sel = decoding.candidate_sets(p_sel, thresholds, table, options["k"], options["m"],
                                   options["shift"])
-    dep_sel = None if scorer is None else scoring.dependency_scores(scorer, select_ds, sel.sets)
+    dep_sel = _dependency(options["scorer"], scorer, table, select_ds, sel.sets)
     w, figures = decoding.choose_weight(y_sel, p_sel, sel, dep_sel, options["grid"],
                                         options["metric"],
                                         thresholds if options["shift"] else None)
     thresholded = decoding.evaluate_sets(y_sel, p_sel, sel.sets[:, 0])[options["metric"]]
     _, y, p = predictions
-    entry = _decode(scorer, select_ds if eval_ds is None else eval_ds, y, p, thresholds, table,
-                    options, w)
+    entry, sets = _decode(scorer, select_ds if eval_ds is None else eval_ds, y, p, thresholds,
+                          table, options, w)
     entry.update({"grid": [f["w"] for f in figures], "metric": options["metric"],
                   "selection": figures, "selection_thresholded": thresholded})
     if run.chief:
@@ -139,4 +165,4 @@ def decode_run(plugin, run, fit_model, model, select_ds, eval_ds: Optional[objec
           f"{100 * max(f[metric] for f in figures):.2f} at w; thresholded "
           f"{100 * thresholded:.2f}); {100 * entry['changed_sets']:.1f}% of the reported "
           "sets differ from the thresholded ones (metrics_set_decoded)", flush=True)
-    return entry
+    return entry, sets

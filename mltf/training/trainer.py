@@ -173,10 +173,11 @@ def train(model_dir: str, epochs: int = 10, steps_per_epoch: Optional[int] = Non
               "steps_per_epoch": fit.steps(run.train_config),
               "global_batch": run.train_config.batch_size, **plugin.report(run, fit_model)}
     if set_decoding:
-        report["metrics_set_decoded"] = set_decoding_lib.decode_run(
+        report["metrics_set_decoded"], decoded = set_decoding_lib.decode_run(
             plugin, run, fit_model, model, select_ds, eval_ds if chosen.carved else None,
             predictions)
-    _finish(run, run_dir, model, report, state, chosen, predictions)
+    _finish(run, run_dir, model, report, state, chosen, predictions,
+            decoded if set_decoding else None)
     return results["metrics"]
 
 
@@ -224,15 +225,16 @@ def _start_classifier(plugin, run, optimizer, dropout, label_smoothing, loss, la
     return model
 
 
-def _finish(run, run_dir, model, report, state, chosen, predictions):
+def _finish(run, run_dir, model, report, state, chosen, predictions, decoded):
     """Writes ``model.keras``, ``metrics.json``, ``predictions.npz`` (the
-    evaluation split's ``ids``, ``labels`` and ``scores``, for paired
-    comparisons), ``select_ids.txt`` and the figures in ``tensorboard/final``
-    (``mltf.training.pictures``, at the saved thresholds) (the chief) and
-    prints the table."""
+    evaluation split's ``ids``, ``labels``, ``scores`` and, with set
+    decoding, ``decoded``, for paired comparisons), ``select_ids.txt`` and
+    the figures in ``tensorboard/final`` (``mltf.training.pictures``, at the
+    saved thresholds) (the chief) and prints the table."""
     if run.chief:
         chosen.write_ids(run.model_dir)
-        run_files.write_predictions(os.path.join(run.model_dir, PREDICTIONS), *predictions)
+        run_files.write_predictions(os.path.join(run.model_dir, PREDICTIONS), *predictions,
+                                    decoded)
         run_state.save_model(model, os.path.join(run.model_dir, "model.keras"))
         run_state.write_json(os.path.join(run.model_dir, "metrics.json"), report)
         drawn = pictures.draw(schema.read_info(report["data_dir"]), report["data_dir"],

@@ -159,3 +159,28 @@ def test_decoded_scores_threshold_back_to_the_sets_and_rank_decoded_labels_first
     assert np.argsort(-scores[0], kind="stable").tolist() == [2, 1, 0, 3]
     got = decoding.evaluate_sets(np.array([[0, 1, 1, 0], [1, 1, 0, 1]]), p, sets)
     assert got["subset_accuracy"] == 0.5 and got["example_F1"] == pytest.approx((1 + 0.8) / 2)
+
+
+def test_label_set_prior_is_log_one_plus_the_training_count():
+    # Training sets {0} x3, {0,2}, {1,2} x2 over 3 labels; {2} and {} unseen.
+    rows = [[1, 0, 0]] * 3 + [[1, 0, 1]] + [[0, 1, 1]] * 2
+    table = decoding.LabelSetTable.from_labels(np.array(rows))
+    sets = np.array([[[1, 0, 0], [0, 0, 1], [0, 1, 1]],
+                     [[0, 0, 0], [1, 0, 1], [1, 0, 0]]], np.uint8)
+    np.testing.assert_allclose(decoding.prior_scores(table, sets),
+                               [[math.log(4), 0.0, math.log(3)], [0.0, math.log(2), math.log(4)]],
+                               rtol=1e-12)
+
+
+def test_label_set_prior_moves_sets_only_at_a_positive_weight():
+    # Image 0, p = (.9, .4): {0} beats {0,1} by log(.6/.4) = 0.405 in the
+    # likelihood; the prior, {0,1} seen 4 times and {0} once, favours {0,1} by
+    # log(5/2) = 0.916, so it wins from w > 0.44 on.
+    table = decoding.LabelSetTable.from_labels(np.array([[1, 1]] * 4 + [[1, 0]]))
+    p = np.array([[0.9, 0.4]])
+    cands = decoding.candidate_sets(p, 0.5, table, k=2, m=2)
+    dep = decoding.prior_scores(table, cands.sets)
+    loglik = decoding.log_likelihood(p, cands.sets, 0.5)
+    for w, want in ((0.0, [1, 0]), (0.4, [1, 0]), (0.5, [1, 1])):
+        got = decoding.chosen_sets(cands, decoding.decode(loglik, dep, cands.valid, w))
+        assert got.tolist() == [want], w

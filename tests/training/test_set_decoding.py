@@ -52,6 +52,10 @@ def test_bce_decodes_by_likelihood_alone(tmp_path):
         assert entry["metrics"][key] == report["metrics_tuned"][key], key
     assert not (run / set_decoding.SCORER_FILE).exists()
     assert float(np.load(run / set_decoding.SETTINGS_FILE)["w"]) == 0.0
+    saved = np.load(run / "predictions.npz")  # the decoded sets: the thresholded ones
+    thresholds = np.asarray(report["thresholds"], np.float32)
+    assert saved["decoded"].dtype == bool
+    assert saved["decoded"].tolist() == (saved["scores"] >= thresholds).tolist()
     # mltf.evaluate decodes again from the run folder, at the run's thresholds.
     again = evaluate.evaluate(str(run), data_dir, "test", thresholds="model", train_split="",
                               set_decoding=True)["metrics_set_decoded"]
@@ -59,6 +63,56 @@ def test_bce_decodes_by_likelihood_alone(tmp_path):
     (run / set_decoding.SETTINGS_FILE).unlink()  # as in a run without set_decoding
     with pytest.raises(evaluate.EvaluationError, match="set_decoding = True"):
         evaluate.evaluate(str(run), data_dir, "test", train_split="", set_decoding=True)
+
+
+def test_bce_decodes_with_the_label_set_prior_and_evaluate_reproduces_it(tmp_path):
+    data_dir = _tiny_arff(tmp_path)
+    run = tmp_path / "prior"
+    train_in_process("mulan_scene_mlp_retdm.gin", run, _bindings(
+        data_dir, "mltf.train.method = 'bce'", "mltf.set_decoding_options.scorer = 'prior'",
+        "mltf.set_decoding_options.metric = 'subset_accuracy'"))
+    report = json.loads((run / "metrics.json").read_text())
+    entry = report["metrics_set_decoded"]
+    assert entry["scorer"] == "LabelSetPrior" and entry["grid"] == list(decoding.DEFAULT_GRID)
+    figures = [f["subset_accuracy"] for f in entry["selection"]]
+    best = entry["grid"].index(entry["w"])
+    assert figures[best] == max(figures) and max(figures[:best], default=-1) < figures[best]
+    assert not (run / set_decoding.SCORER_FILE).exists()
+    settings = np.load(run / set_decoding.SETTINGS_FILE)
+    assert str(settings["scorer"]) == "prior" and float(settings["w"]) == entry["w"]
+    # The counts are those of the training part (the split less the selection ids).
+    select = set((run / "select_ids.txt").read_text().split())
+    train = [row for i, row in _split_rows(data_dir) if i not in select]
+    sets, counts = settings["sets"], settings["counts"]
+    assert int(counts.sum()) == len(train)
+    for s, c in zip(sets, counts):
+        assert sum(row == s.tolist() for row in train) == c
+    # The saved decoded sets are the argmax of loglik + w log(1 + count), by hand.
+    saved = np.load(run / "predictions.npz")
+    thresholds = np.asarray(report["thresholds"], np.float32)
+    count = {tuple(s): int(c) for s, c in zip(sets.tolist(), counts)}
+    q = decoding.shift_to_thresholds(saved["scores"], thresholds)
+    table = decoding.LabelSetTable(sets, counts)
+    cands = decoding.candidate_sets(saved["scores"], thresholds, table)
+    for i, image in enumerate(cands.sets):
+        score = [sum(np.log(q[i, j]) if y else np.log(1 - q[i, j]) for j, y in enumerate(s))
+                 + entry["w"] * np.log1p(count.get(tuple(s.tolist()), 0))
+                 for s, ok in zip(image, cands.valid[i]) if ok]
+        kept = image[cands.valid[i]]
+        assert saved["decoded"][i].tolist() == kept[int(np.argmax(score))].astype(bool).tolist()
+    got = decoding.evaluate_sets(saved["labels"], saved["scores"], saved["decoded"])
+    assert got == entry["metrics"]
+    again = evaluate.evaluate(str(run), data_dir, "test", thresholds="model", train_split="",
+                              set_decoding=True)["metrics_set_decoded"]
+    assert again["metrics"] == entry["metrics"] and again["scorer"] == "LabelSetPrior"
+
+
+def _split_rows(data_dir):
+    """``(id, labels)`` of every example of the training split, from its records."""
+    dataset = pipelines.make_dataset(pipelines.InputConfig(
+        data_dir=data_dir, split="train", batch_size=64, training=False, with_ids=True))
+    return [(i.decode(), y.astype(int).tolist()) for x, labels in dataset
+            for i, y in zip(x["ids"].numpy(), labels.numpy())]
 
 
 @pytest.mark.slow  # 40 s on 2 cores: BCE pretraining, then the critic
