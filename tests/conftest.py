@@ -4,6 +4,9 @@ import json
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# mltf.train's final figures cost 1-2 s a run (mltf.training.trainer.FIGURES_ENV);
+# the tests that check them turn them back on.
+os.environ.setdefault("MLTF_FINAL_FIGURES", "0")
 
 import gin  # noqa: E402
 import numpy as np  # noqa: E402

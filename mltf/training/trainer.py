@@ -23,7 +23,7 @@ from mltf.core import steps as steps_lib
 from mltf.data import schema
 from mltf.metrics import demo
 from mltf.models import MultiLabelClassifier, in_global_policy
-from mltf.training import ema, fitter, pictures
+from mltf.training import ema, fitter
 from mltf.training import run_files, run_state, selection
 from mltf.training import set_decoding as set_decoding_lib
 from mltf.training.gin_setup import in_scope
@@ -32,6 +32,9 @@ from pipelines import preprocessing
 
 
 PREDICTIONS = "predictions.npz"
+# "0" skips the final figures (about 1-2 s a run, and the matplotlib import):
+# the test suite's hundred-odd tiny runs set it; mltf.evaluate always draws.
+FIGURES_ENV = "MLTF_FINAL_FIGURES"
 
 
 @gin.configurable(module="mltf", denylist=["model_dir", "verbose"])
@@ -237,10 +240,14 @@ def _finish(run, run_dir, model, report, state, chosen, predictions, decoded):
                                     decoded)
         run_state.save_model(model, os.path.join(run.model_dir, "model.keras"))
         run_state.write_json(os.path.join(run.model_dir, "metrics.json"), report)
-        drawn = pictures.draw(schema.read_info(report["data_dir"]), report["data_dir"],
-                              report["split"], predictions, report["thresholds"], "mltf.train")
-        pictures.write_tensorboard(os.path.join(run.model_dir, "tensorboard", "final"), drawn,
-                                   *predictions[1:], report["label_names"], report["epochs"])
+        if os.environ.get(FIGURES_ENV, "1") != "0":
+            from mltf.training import pictures  # matplotlib: only when drawing
+            drawn = pictures.draw(schema.read_info(report["data_dir"]), report["data_dir"],
+                                  report["split"], predictions, report["thresholds"],
+                                  "mltf.train")
+            pictures.write_tensorboard(os.path.join(run.model_dir, "tensorboard", "final"),
+                                       drawn, *predictions[1:], report["label_names"],
+                                       report["epochs"])
         state.close()  # last: a kill before this resumes and writes them again
     else:
         shutil.rmtree(run.model_dir, ignore_errors=True)

@@ -24,7 +24,8 @@ def run_train(args, env_extra=None, timeout=600):
                           capture_output=True, text=True, env=env, timeout=timeout)
 
 
-def test_train_writes_a_complete_run_folder(demo_dir, tmp_path):
+def test_train_writes_a_complete_run_folder(demo_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLTF_FINAL_FIGURES", "1")  # conftest turns them off
     from mltf import backbones, metrics, train  # noqa: F401  (gin registrations)
     from mltf.training import gin_setup
     import pipelines  # noqa: F401
