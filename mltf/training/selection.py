@@ -160,7 +160,8 @@ def evaluate(model, select_ds, eval_ds, label_names, tuning: Optional[dict], tra
     ``compute_all`` at the tuned thresholds, the ``threshold_choice`` entry
     (``metrics.choose_thresholds``'s report, ``unmet`` by label name), the
     selection split's entries, the evaluation split's ``(ids, labels,
-    scores)`` ``)``, the tuned two None when ``tuning`` is None; the entries
+    scores)``, the selection split's ``(labels, scores)`` ``)``, the tuned two
+    None when ``tuning`` is None; the entries
     are ``metrics`` (``compute_all`` at 0.5), ``diagnostics``
     (``dependency_diagnostics`` at 0.5 against ``train_labels``, the
     matrices only up to ``MAX_MATRIX_LABELS`` labels; absent when
@@ -192,10 +193,10 @@ def evaluate(model, select_ds, eval_ds, label_names, tuning: Optional[dict], tra
         ids, y, s = inference.predict_dataset(model, eval_ds, with_ids=True)
     selected = entries(ids_sel, y_sel, s_sel, truths[0])
     results = selected if eval_ds is None else entries(ids, y, s, truths[1])
-    predictions = (ids, y, s)
+    predictions, select_predictions = (ids, y, s), (y_sel, s_sel)
     if tuning is None:
         return (results, np.full(len(label_names), 0.5, np.float32), None, None, selected,
-                predictions)
+                predictions, select_predictions)
     thresholds, choice = metrics.choose_thresholds(y_sel, s_sel, **tuning)
     if "unmet" in choice:
         choice["unmet"] = [label_names[j] for j in choice["unmet"]]
@@ -207,4 +208,4 @@ def evaluate(model, select_ds, eval_ds, label_names, tuning: Optional[dict], tra
         results = {**results, "demo_tuned": demo.diagnostics_or_none(
             truths[1], ids, y, s, saved, program="mltf.train")}
     return (results, thresholds, metrics.compute_all(y, s, threshold=saved), choice, selected,
-            predictions)
+            predictions, select_predictions)

@@ -23,7 +23,7 @@ import gin
 import keras
 import numpy as np
 
-from mltf import decoding, inference, methods
+from mltf import decoding, methods
 from mltf.methods import scoring
 from mltf.utils import atomic
 
@@ -125,7 +125,7 @@ def decode_saved(folder: str, dataset, y, p, thresholds) -> dict:
 
 
 def decode_run(plugin, run, fit_model, model, select_ds, eval_ds: Optional[object],
-               predictions):
+               predictions, select_predictions):
     """(the ``metrics_set_decoded`` entry, the evaluation split's decoded
     sets ``[N, C]`` uint8); writes the run folder's files.
 
@@ -137,12 +137,14 @@ def decode_run(plugin, run, fit_model, model, select_ds, eval_ds: Optional[objec
       select_ds: the selection split (one pass, the order of its predictions).
       eval_ds: the evaluation split, or None when it is the selection split.
       predictions: the evaluation split's ``(ids, labels, scores)``.
+      select_predictions: the selection split's ``(labels, scores)`` by
+        ``model`` (``selection.evaluate``'s; not predicted again).
     """
     options = set_decoding_options()
     scorer = plugin.set_scorer(run, fit_model) if options["scorer"] == "method" else None
     table = decoding.LabelSetTable.from_labels(run.train_labels)
     thresholds = keras.ops.convert_to_numpy(model.thresholds)
-    y_sel, p_sel = inference.predict_dataset(model, select_ds)
+    y_sel, p_sel = select_predictions
     sel = decoding.candidate_sets(p_sel, thresholds, table, options["k"], options["m"],
                                   options["shift"])
     dep_sel = _dependency(options["scorer"], scorer, table, select_ds, sel.sets)

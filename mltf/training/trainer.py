@@ -161,9 +161,10 @@ def train(model_dir: str, epochs: int = 10, steps_per_epoch: Optional[int] = Non
                                     checkpoint_metric)
     final_entry = selection.final_weights(final, run, model, state)
     tuning = dict(mode=threshold_mode, beta=threshold_beta, target=threshold_target)
-    results, thresholds, tuned, choice, selected, predictions = selection.evaluate(
-        model, select_ds, eval_ds if chosen.carved else None, info.label_names,
-        tuning if tune_thresholds else None, run.train_labels, truths)
+    results, thresholds, tuned, choice, selected, predictions, selected_scores = (
+        selection.evaluate(model, select_ds, eval_ds if chosen.carved else None,
+                           info.label_names, tuning if tune_thresholds else None,
+                           run.train_labels, truths))
     report = {"split": eval_cfg.split, "data_dir": eval_cfg.data_dir, **results,
               **({"metrics_tuned": tuned, "threshold_choice": choice} if tuned is not None
                  else {}),
@@ -178,7 +179,7 @@ def train(model_dir: str, epochs: int = 10, steps_per_epoch: Optional[int] = Non
     if set_decoding:
         report["metrics_set_decoded"], decoded = set_decoding_lib.decode_run(
             plugin, run, fit_model, model, select_ds, eval_ds if chosen.carved else None,
-            predictions)
+            predictions, selected_scores)
     _finish(run, run_dir, model, report, state, chosen, predictions,
             decoded if set_decoding else None)
     return results["metrics"]
