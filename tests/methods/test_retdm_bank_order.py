@@ -9,6 +9,7 @@ the J2-trained weights, so 40 runs caught it with probability ~0.87.
 """
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from conftest import mirrored_strategy
@@ -19,6 +20,9 @@ import keras
 RUNS = 40
 
 
+# 40 repeated runs to catch a 1-in-20 race: kept for -m slow (time). The
+# default run checks 2 devices == 1 with the bank in test_retdm.py.
+@pytest.mark.slow
 def test_repeated_runs_from_one_state_train_identically():
     strategy = mirrored_strategy(2)
     x, y = _data(48)

@@ -246,9 +246,12 @@ def _replica_order(array, slots, replicas):
 # training-mode samples do not depend on how a chunk is split over replicas.
 # critic_warmup = 3: the first of the two steps warms the critic up.
 @pytest.mark.parametrize("xla, critic_samples, critic_warmup",
-                         [(False, "inference", 0), (True, "inference", 0), (False, "train", 0),
-                          # The warm-up's hold on 2 devices is checked in
-                          # test_wgan_warmup.py; 2 devices == 1 with it is kept for -m slow.
+                         [(False, "inference", 0), (False, "train", 0),
+                          # XLA on 2 replicas also runs by default in test_train.py's
+                          # test_two_replicas_keep_xla, and the warm-up's hold on 2
+                          # devices in test_wgan_warmup.py; both variants with XLA
+                          # here are kept for -m slow (time).
+                          pytest.param(True, "inference", 0, marks=pytest.mark.slow),
                           pytest.param(True, "inference", 3, marks=pytest.mark.slow)])
 def test_two_logical_devices_equal_one(xla, critic_samples, critic_warmup):
     slots, b = 10, 4

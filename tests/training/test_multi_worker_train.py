@@ -86,6 +86,9 @@ def test_two_workers_train_and_only_the_chief_writes(method, epochs, steps, xla,
         assert [float(r["retdm_stage"]) for r in rows] == [1.0, 2.0, 3.0]
 
 
+# Single-process kills are soaked in test_soak.py's default run; the two-worker
+# kill is kept for -m slow (time).
+@pytest.mark.slow
 def test_a_killed_worker_stops_the_job_and_the_restarted_job_resumes(demo_dir, tmp_path):
     epochs, steps = 3, 12
     run = tmp_path / "run"

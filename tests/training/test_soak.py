@@ -177,10 +177,11 @@ def check_finished_run(model_dir, method, epochs, steps, demo_dir):
 
 
 @pytest.mark.parametrize("method,kills,epochs,steps", [
-    # WGAN-gp's resume is also checked bit for bit in test_run_state.py and
-    # test_wgan_warmup.py; its CLI soak here is kept for -m slow (time).
+    # WGAN-gp's and RETDM's resumes are also checked bit for bit in
+    # test_run_state.py and test_wgan_warmup.py; their CLI soaks here are kept
+    # for -m slow (time).
     ("bce", 3, 3, 4), pytest.param("wgan_gp", 3, 2, 2, marks=pytest.mark.slow),
-    ("retdm", 2, 3, 3)])
+    pytest.param("retdm", 2, 3, 3, marks=pytest.mark.slow)])
 def test_killed_runs_always_resume(method, kills, epochs, steps, demo_dir, tmp_path):
     model_dir = tmp_path / "run"
     figures = soak(method, demo_dir, str(model_dir), kills, epochs, steps, seed=kills)

@@ -140,6 +140,9 @@ def test_two_replicas_keep_xla(demo_dir, tmp_path):
     assert report["replicas"] == 2
 
 
+# The COCO source and VGG-16 on a tiny tree also run in the default
+# test_vgg16_retdm_paper_configs_run_on_a_tiny_coco_tree[coco_vgg16_retdm.gin].
+@pytest.mark.slow
 def test_coco_vgg16_config_runs_on_a_tiny_coco_tree(tmp_path):
     from conftest import coco_tree
     root = tmp_path / "coco"
