@@ -95,25 +95,35 @@ class EmbeddingSetScorer(SetScorer):
     Args:
       image_embedder: f_I, the classifier's backbone.
       label_hidden, label_embedding: Phi_dnn's two Dense layers (f_y).
+      normalize: the distance of f_I and f_y divided by their L2 norms, as
+        RETDM trained with ``normalize_embeddings``.
       **kwargs: ``keras.Model`` arguments.
     """
 
     submodel_keys = ("image_embedder", "label_hidden", "label_embedding")
 
-    def __init__(self, image_embedder, label_hidden, label_embedding, **kwargs):
+    def __init__(self, image_embedder, label_hidden, label_embedding, normalize=False,
+                 **kwargs):
         super().__init__(**kwargs)
         self.image_embedder = image_embedder
         self.label_hidden = label_hidden
         self.label_embedding = label_embedding
+        self.normalize = bool(normalize)
 
     def embed(self, x):
-        return tf.cast(self.image_embedder(x, training=False), tf.float32)
+        f_i = tf.cast(self.image_embedder(x, training=False), tf.float32)
+        return tf.math.l2_normalize(f_i, axis=-1) if self.normalize else f_i
 
     def score(self, embedding, candidates):
         flat, b, k = _flat(candidates)
-        f_y = self.label_embedding(self.label_hidden(flat))
-        diff = _repeat(embedding, k) - tf.cast(f_y, tf.float32)
+        f_y = tf.cast(self.label_embedding(self.label_hidden(flat)), tf.float32)
+        if self.normalize:
+            f_y = tf.math.l2_normalize(f_y, axis=-1)
+        diff = _repeat(embedding, k) - f_y
         return -tf.reshape(tf.sqrt(tf.reduce_sum(tf.square(diff), axis=-1)), [b, k])
+
+    def get_config(self):
+        return {**super().get_config(), "normalize": self.normalize}
 
 
 def dependency_scores(scorer: SetScorer, dataset, candidates) -> np.ndarray:

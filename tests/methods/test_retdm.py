@@ -171,12 +171,21 @@ def test_set_ids_are_exact_matches():
         assert not model.set_ids(tf.constant(unseen))[1].numpy()[0]
 
 
-@pytest.mark.parametrize("reduction", ["mean", "sum"])
-def test_stage_three_loss_terms_against_numpy(reduction):
+def _unit(v):
+    """v / ||v||; a zero vector (a ReLU f_y can be one) stays zero, as in
+    tf.math.l2_normalize."""
+    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-6)
+
+
+@pytest.mark.parametrize("reduction,normalize", [("mean", False), ("sum", False),
+                                                 ("mean", True)])
+def test_stage_three_loss_terms_against_numpy(reduction, normalize):
     """Eq. 10 sums J_cls over the m labels (``"sum"``, the paper configs);
-    eq. 12's reconstruction stays a mean either way."""
+    eq. 12's reconstruction stays a mean either way. ``normalize_embeddings``:
+    J1 and J2 on unit vectors, the reconstruction on the raw f_y."""
     x, y = _data()
-    model = _tiny(y, alpha=0.7, beta=0.3, lam=0.5, label_reduction=reduction)
+    model = _tiny(y, alpha=0.7, beta=0.3, lam=0.5, label_reduction=reduction,
+                  normalize_embeddings=normalize)
     x, y = x[:16], y[:16]
     # Fill the bank with known rows, so J2 has its image neighbours.
     rng = np.random.default_rng(9)
@@ -192,8 +201,11 @@ def test_stage_three_loss_terms_against_numpy(reduction):
     np.testing.assert_array_equal(model.neighbours.numpy(), neighbours)
     nb = neighbours[ids.numpy()]
     f_yn = model.embed_labels(sets[nb].reshape(-1, C)).numpy().reshape(16, 3, 5)
+    bank_rows = rows[nb]
+    if normalize:
+        f_i, f_y, f_yn, bank_rows = (_unit(v) for v in (f_i, f_y, f_yn, bank_rows))
     j1, _ = _np_metric(f_i, f_y, f_yn)
-    j2, _ = _np_metric(f_y, f_i, rows[nb])
+    j2, _ = _np_metric(f_y, f_i, bank_rows)
     p = 1 / (1 + np.exp(-logits))
     per_label = -(y * np.log(p) + (1 - y) * np.log(1 - p))
     bce = per_label.sum(axis=1).mean() if reduction == "sum" else per_label.mean()

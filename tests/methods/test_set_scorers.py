@@ -4,6 +4,7 @@ batched over images and candidates, and saved on its own."""
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from conftest import tiny_classifier, tiny_features, tiny_wgan
@@ -54,15 +55,19 @@ def test_unconditional_critic_scorer_ignores_the_image():
     np.testing.assert_allclose(got[0], np.asarray(critic(cands[0])), rtol=1e-6)
 
 
-def test_embedding_scorer_is_minus_the_distance_of_f_i_and_f_y(tmp_path):
+@pytest.mark.parametrize("normalize", [False, True])
+def test_embedding_scorer_is_minus_the_distance_of_f_i_and_f_y(tmp_path, normalize):
     x, y = tiny_features(N, C)
     clf = tiny_classifier(C)
-    model = retdm.build_retdm(clf, y, k=2, label_units=6)
+    model = retdm.build_retdm(clf, y, k=2, label_units=6, normalize_embeddings=normalize)
     model.build((None, 6))
     scorer = methods.get("retdm").set_scorer(None, model)
     cands = _candidates(1)
     f_i = np.asarray(clf.backbone(x), np.float64)
     f_y = np.asarray(model.embed_labels(cands.reshape(-1, C)), np.float64).reshape(N, K, -1)
+    if normalize:  # the distance of unit vectors, as RETDM trained it (0 stays 0)
+        f_i, f_y = (v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-6)
+                    for v in (f_i, f_y))
     want = -np.sqrt(((f_i[:, None, :] - f_y) ** 2).sum(-1))
     got = scoring.dependency_scores(scorer, _dataset(x, y, batch=4), cands)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

@@ -94,9 +94,10 @@ class RETDM(Method):
     def report(self, run: Run, fit_model):
         return {"retdm": {key: fit_model.get_config()[key] for key in (
             "num_sets", "k", "alpha", "beta", "lam", "two_way", "negatives",
-            "classification_epochs", "embedding_epochs")}}
+            "classification_epochs", "embedding_epochs", "normalize_embeddings")}}
 
     def set_scorer(self, run: Run, fit_model):
         """dep(Y, x) = -d(f_I(x), f_y(Y)) in the learned embedding."""
         return EmbeddingSetScorer(fit_model.classifier.backbone, fit_model.label_hidden,
-                                  fit_model.label_embedding, name="set_scorer")
+                                  fit_model.label_embedding,
+                                  normalize=fit_model.normalize_embeddings, name="set_scorer")

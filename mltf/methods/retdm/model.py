@@ -64,6 +64,11 @@ class RETDMClassifier(OneOptimizerCompileConfig, LabelDependencyModel):
       embedding_activation: activation of Phi_dnn's output (ReLU, like f_I
         after VGG's fc layer).
       classification_epochs, embedding_epochs: lengths of stages 1 and 2.
+      normalize_embeddings: J1 and J2 measure distances between unit vectors
+        (f_I, f_y, the neighbours' f_y and the bank's or batch's f_I, each
+        divided by its L2 norm; the reconstruction still reads the raw f_y).
+        False (seed 001: Euclidean distances of the raw embeddings) keeps
+        models saved before it unchanged.
       label_sets: the distinct training sets [D, C] (multi-hot); stored as a
         weight (omit when loading: the weights carry it).
       neighbours: their kNN table [D, k] (``knn_table``), stored likewise.
@@ -78,7 +83,8 @@ class RETDMClassifier(OneOptimizerCompileConfig, LabelDependencyModel):
                  negatives: str = "bank", bank_momentum: float = 0.9,
                  label_units: int = 512, embedding_activation: Optional[str] = "relu",
                  classification_epochs: int = 0, embedding_epochs: int = 0,
-                 label_sets=None, neighbours=None, **kwargs):
+                 normalize_embeddings: bool = False, label_sets=None, neighbours=None,
+                 **kwargs):
         super().__init__(**kwargs)
         if negatives not in ("bank", "batch"):
             raise ValueError(f"negatives must be 'bank' or 'batch', got {negatives!r}")
@@ -98,6 +104,7 @@ class RETDMClassifier(OneOptimizerCompileConfig, LabelDependencyModel):
         self.embedding_activation = embedding_activation
         self.classification_epochs = int(classification_epochs)
         self.embedding_epochs = int(embedding_epochs)
+        self.normalize_embeddings = bool(normalize_embeddings)
         self._initial_tables = (label_sets, neighbours)
         # float32: distances and the softmax stay exact under mixed precision.
         self.label_hidden = keras.layers.Dense(self.label_units, activation="relu",
@@ -232,16 +239,21 @@ class RETDMClassifier(OneOptimizerCompileConfig, LabelDependencyModel):
             rec = self.mse(y, y_rec)
             f_yn = tf.reshape(embed(tf.reshape(neighbour_sets, [-1, self.num_labels])),
                               [-1, self.k, self.embedding_dim])
-            j1_each, a1 = metric_loss(f_i, f_y, f_yn)
+            f_im, f_ym = f_i, f_y  # what J1 and J2 compare
+            if self.normalize_embeddings:
+                # Unfilled bank rows are zeros and stay zeros (masked out anyway).
+                f_im, f_ym, f_yn, bank_rows = (tf.math.l2_normalize(v, axis=-1)
+                                               for v in (f_i, f_y, f_yn, bank_rows))
+            j1_each, a1 = metric_loss(f_im, f_ym, f_yn)
             a1 = tf.logical_and(a1, found)
             j1_each = tf.where(found, j1_each, tf.zeros_like(j1_each))
             if not self.two_way:
                 j2_each = tf.zeros_like(j1_each)
                 a2 = tf.zeros_like(a1)
             elif self.negatives == "bank":
-                j2_each, a2 = metric_loss(f_y, f_i, bank_rows, bank_mask)
+                j2_each, a2 = metric_loss(f_ym, f_im, bank_rows, bank_mask)
             else:
-                j2_each, a2 = metric_loss_in_batch(f_y, f_i, f_i, batch_mask)
+                j2_each, a2 = metric_loss_in_batch(f_ym, f_im, f_im, batch_mask)
             j1 = steps.per_replica_mean(j1_each)
             j2 = steps.per_replica_mean(j2_each)
             weighted_metric = self.alpha * (j1 + self.lam * j2)
@@ -325,6 +337,7 @@ class RETDMClassifier(OneOptimizerCompileConfig, LabelDependencyModel):
             "embedding_activation": self.embedding_activation,
             "classification_epochs": self.classification_epochs,
             "embedding_epochs": self.embedding_epochs,
+            "normalize_embeddings": self.normalize_embeddings,
         })
         return config
 
@@ -343,7 +356,8 @@ def build_retdm(classifier, labels, k: int = 10, alpha: float = 1.0, beta: float
                 lam: float = 1.0, two_way: bool = True, negatives: str = "bank",
                 bank_momentum: float = 0.9, label_units: int = 512,
                 embedding_activation: Optional[str] = "relu",
-                classification_epochs: int = 0, embedding_epochs: int = 0):
+                classification_epochs: int = 0, embedding_epochs: int = 0,
+                normalize_embeddings: bool = False):
     """The RETDM model around ``classifier`` with the kNN table of the
     training ``labels`` [N, C] (gin: ``mltf.build_retdm``; the other
     arguments as in ``RETDMClassifier``)."""
@@ -355,4 +369,5 @@ def build_retdm(classifier, labels, k: int = 10, alpha: float = 1.0, beta: float
         two_way=two_way, negatives=negatives, bank_momentum=bank_momentum,
         label_units=label_units, embedding_activation=embedding_activation,
         classification_epochs=classification_epochs, embedding_epochs=embedding_epochs,
-        label_sets=sets, neighbours=neighbours, name="retdm")
+        normalize_embeddings=normalize_embeddings, label_sets=sets, neighbours=neighbours,
+        name="retdm")
