@@ -97,31 +97,52 @@ def _decode(scorer, dataset, y, p, thresholds, table, settings, w):
     """(the entries of one split's decoding at ``w``, its decoded sets
     ``[N, C]``) (``dataset`` holds the images of ``p``'s rows, in order;
     ``settings``: ``k``, ``m``, ``shift``, ``scorer``)."""
+    cands, index, sets = _decoded(scorer, dataset, p, thresholds, table, settings, w)
+    name = ("LabelSetPrior" if settings["scorer"] == "prior"
+            else type(scorer).__name__ if scorer is not None else None)
+    return {"metrics": decoding.evaluate_sets(y, p, sets), "w": w, "scorer": name,
+            "k": settings["k"], "m": settings["m"], "shift": settings["shift"],
+            "candidates_per_image": float(cands.valid.sum(axis=1).mean()),
+            "changed_sets": float((index != 0).mean())}, sets
+
+
+def _decoded(scorer, dataset, p, thresholds, table, settings, w):
+    """(the candidates, each image's chosen slot ``[N]``, its set ``[N, C]``)."""
     k, m, shift = settings["k"], settings["m"], settings["shift"]
     cands = decoding.candidate_sets(p, thresholds, table, k, m, shift)
     dep = _dependency(settings["scorer"], scorer, table, dataset, cands.sets)
     loglik = decoding.log_likelihood(p, cands.sets, thresholds if shift else None)
     index = decoding.decode(loglik, dep, cands.valid, w)
-    sets = decoding.chosen_sets(cands, index)
-    name = ("LabelSetPrior" if settings["scorer"] == "prior"
-            else type(scorer).__name__ if scorer is not None else None)
-    return {"metrics": decoding.evaluate_sets(y, p, sets), "w": w, "scorer": name,
-            "k": k, "m": m, "shift": shift,
-            "candidates_per_image": float(cands.valid.sum(axis=1).mean()),
-            "changed_sets": float((index != 0).mean())}, sets
+    return cands, index, decoding.chosen_sets(cands, index)
 
 
-def decode_saved(folder: str, dataset, y, p, thresholds) -> dict:
-    """``mltf.evaluate --set_decoding``: one split decoded with what the run
-    folder ``folder`` saved (``read_settings``, ``set_scorer.keras``)."""
+def load_saved(folder: str):
+    """(``read_settings(folder)``, the method's scorer from
+    ``set_scorer.keras`` or None: the prior, or a method without one)."""
     settings = read_settings(folder)
     scorer_path = os.path.join(folder, SCORER_FILE)
     scorer = None
     if settings["scorer"] == "method" and os.path.isfile(scorer_path):
         methods.load_all()  # the scorer's sub-models' classes (the critic)
         scorer = keras.models.load_model(scorer_path, compile=False)
+    return settings, scorer
+
+
+def decode_saved(folder: str, dataset, y, p, thresholds) -> dict:
+    """``mltf.evaluate --set_decoding``: one split decoded with what the run
+    folder ``folder`` saved (``load_saved``)."""
+    settings, scorer = load_saved(folder)
     return _decode(scorer, dataset, y, p, thresholds, settings["table"], settings,
                    settings["w"])[0]
+
+
+def decode_saved_sets(folder: str, dataset, p, thresholds) -> np.ndarray:
+    """``mltf.predict --set_decoding``: the decoded sets ``[N, C]`` (uint8)
+    of images without labels, as ``decode_saved`` chooses them (``dataset``
+    yields ``(x, anything)`` batches of ``p``'s rows, in order)."""
+    settings, scorer = load_saved(folder)
+    return _decoded(scorer, dataset, p, thresholds, settings["table"], settings,
+                    settings["w"])[2]
 
 
 def decode_run(plugin, run, fit_model, model, select_ds, eval_ds: Optional[object],
