@@ -65,7 +65,8 @@ Use::
     names = loaded.signatures["labels"]()["label_names"]
 
 Exit codes: 0 on success, 2 for a missing model, an existing output folder
-without ``--overwrite`` or a model that does not take images.
+without ``--overwrite``, a model that does not take images, or a
+``--set_decoding`` without ``set_decoding.npz`` or with a method's scorer.
 """
 
 import os
