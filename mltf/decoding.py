@@ -10,7 +10,9 @@ chosen among a few candidates instead:
   on the ``k`` labels whose probability is nearest their threshold (all 2^k
   combinations, the thresholded set being the one with no flip); and the
   ``m`` distinct training label sets of highest classifier log-likelihood
-  (``LabelSetTable``); duplicates marked invalid, so the first copy counts;
+  (``LabelSetTable``); given ``nearest`` (RETDM: the training sets nearest
+  the image in the learned embedding, ``scoring.nearest_sets``), those sets
+  after them; duplicates marked invalid, so the first copy counts;
 - the score of a candidate Y for image x
   ``score(Y) = loglik_q(Y) + w * dep(Y, x)``, with
   ``loglik_q(Y) = sum_j y_j log q_j + (1 - y_j) log(1 - q_j)``; the argmax per
@@ -144,7 +146,7 @@ def _mark_repeats(sets) -> np.ndarray:
 
 
 def candidate_sets(p, thresholds, table: Optional[LabelSetTable] = None, k: int = 3,
-                   m: int = 8, shift: bool = True) -> Candidates:
+                   m: int = 8, shift: bool = True, nearest=None) -> Candidates:
     """The candidates of the module docstring.
 
     Args:
@@ -157,6 +159,8 @@ def candidate_sets(p, thresholds, table: Optional[LabelSetTable] = None, k: int 
       m: training sets of highest likelihood per image.
       shift: rank the training sets by the likelihood of ``p`` shifted to the
         thresholds (as ``log_likelihood(p, sets, thresholds)`` scores them).
+      nearest: indices ``[N, K']`` into ``table.sets`` added last (the kNN
+        candidates), or None.
     """
     p = np.asarray(p, np.float64)
     n, c = p.shape
@@ -173,6 +177,8 @@ def candidate_sets(p, thresholds, table: Optional[LabelSetTable] = None, k: int 
     parts = [base[:, None, :] ^ flips]
     if table is not None and m > 0 and len(table.sets):
         parts.append(table.sets[likeliest_sets(q if shift else p, table, m)].astype(np.uint8))
+    if nearest is not None:
+        parts.append(table.sets[np.asarray(nearest)].astype(np.uint8))
     sets = np.concatenate(parts, axis=1)
     return Candidates(sets, _mark_repeats(sets))
 

@@ -36,7 +36,21 @@ that takes encoded image bytes.
   output order) and the thresholds from a variable of the SavedModel;
 - ``export_info.json``: ``model`` (the source ``.keras`` file),
   ``label_names``, ``thresholds``, ``image_size`` [H, W], ``preprocessing``,
-  ``backbone``, ``signatures`` (name to input and output names).
+  ``backbone``, ``signatures`` (name to input and output names), and with
+  ``--set_decoding`` ``set_decoding`` (``w``, ``k``, ``m``, ``shift``,
+  ``scorer``).
+
+``--set_decoding`` adds a third output to ``serving_default`` and
+``serve_tensors``: ``decoded`` bool [None, C], each image's label set chosen
+by set-level decoding with the ``set_decoding.npz`` beside the model
+(``mltf.train.set_decoding = True`` wrote it), computed in the graph
+(``mltf.decoding_graph``): the sets ``mltf.evaluate --set_decoding`` and
+``mltf.predict --set_decoding`` pick, bit for bit. Supported: the label-set
+prior (``mltf.set_decoding_options.scorer = 'prior'``, any method) and a
+method without a dependency model (BCE: by likelihood alone); a run decoded
+with its method's scorer (``set_scorer.keras``: the WGAN-gp critic, RETDM's
+embedding) is refused (exit code 2): retrain with the prior scorer, or
+decode with ``mltf.predict --set_decoding``.
 
 Flags: ``--model`` (a ``.keras`` file or a run folder), ``--output_dir``,
 ``--image_size`` (N or HxW; needed only for a model that takes any size),
@@ -51,7 +65,8 @@ Use::
     names = loaded.signatures["labels"]()["label_names"]
 
 Exit codes: 0 on success, 2 for a missing model, an existing output folder
-without ``--overwrite`` or a model that does not take images.
+without ``--overwrite``, a model that does not take images, or a
+``--set_decoding`` without ``set_decoding.npz`` or with a method's scorer.
 """
 
 import os
@@ -76,6 +91,9 @@ def define_flags(flag_values=FLAGS) -> None:
                         "export_info.json.", flag_values=flag_values)
     flags.DEFINE_bool("overwrite", False, "Replace an existing export in "
                       "--output_dir.", flag_values=flag_values)
+    flags.DEFINE_bool("set_decoding", False, "Add the decoded label sets (set-level "
+                      "decoding with the prior, from set_decoding.npz beside the model) "
+                      "as the output 'decoded'.", flag_values=flag_values)
 
 SAVED_MODEL_DIR = "saved_model"
 KERAS_FILE = "model.keras"
@@ -92,9 +110,39 @@ class ExportError(Exception):
     """A user error that stops the export (exit code 2)."""
 
 
-def write_saved_model(model, spec, path: str) -> None:
+def set_decoder(folder: str, thresholds):
+    """(the ``decoding_graph.PriorSetDecoder`` of the run folder ``folder``'s
+    ``set_decoding.npz`` at ``thresholds`` [C], its ``export_info.json``
+    entry); ExportError for a missing file or a method's scorer."""
+    import numpy as np
+    from mltf import decoding_graph
+    from mltf.training import set_decoding
+
+    try:
+        settings = set_decoding.read_settings(folder)
+    except FileNotFoundError as e:
+        raise ExportError(str(e)) from None
+    scorer_file = os.path.join(folder, set_decoding.SCORER_FILE)
+    if settings["scorer"] == "method" and os.path.isfile(scorer_file):
+        raise ExportError(
+            f"--set_decoding exports the label-set prior's decoding (mltf.set_decoding_"
+            f"options.scorer = 'prior') or a method without a dependency model (BCE); "
+            f"{folder} decodes with its method's scorer ({scorer_file}), which the exported "
+            "graph does not hold: retrain with the prior, or use mltf.predict --set_decoding")
+    if settings.get("knn", 0):
+        raise ExportError(f"--set_decoding: {folder} adds kNN candidates "
+                          "(mltf.set_decoding_options.knn), which need the method's scorer")
+    decoder = decoding_graph.PriorSetDecoder(
+        np.asarray(thresholds, np.float32), settings["table"], settings["w"], settings["k"],
+        settings["m"], settings["shift"], prior=settings["scorer"] == "prior")
+    info = {key: settings[key] for key in ("w", "k", "m", "shift", "scorer")}
+    return decoder, info
+
+
+def write_saved_model(model, spec, path: str, decoder=None) -> None:
     """Writes the SavedModel of ``model`` (see the module docstring) to
-    ``path``, which must not exist."""
+    ``path``, which must not exist; ``decoder`` (``set_decoder``'s) adds
+    the ``decoded`` output."""
     import keras
     import numpy as np
     import tensorflow as tf
@@ -113,11 +161,15 @@ def write_saved_model(model, spec, path: str) -> None:
     # weight), so the signatures work for any model class.
     threshold_var = tf.Variable(thresholds, trainable=False, name="thresholds")
     archive.track(threshold_var)
+    if decoder is not None:
+        archive.track(decoder)
 
     def outputs(inputs):
         probabilities = tf.cast(model(inputs, training=False), tf.float32)
-        return {"probabilities": probabilities,
-                "predicted": probabilities >= threshold_var}
+        out = {"probabilities": probabilities, "predicted": probabilities >= threshold_var}
+        if decoder is not None:
+            out["decoded"] = decoder(probabilities)
+        return out
 
     def serve_bytes(images):
         return outputs(inference.encoded_to_input(images, spec))
@@ -152,9 +204,10 @@ def write_saved_model(model, spec, path: str) -> None:
 
 
 def export(model_path: str, output_dir: str, image_size=None,
-           overwrite: bool = False, model=None) -> dict:
+           overwrite: bool = False, model=None, set_decoding: bool = False) -> dict:
     """Exports the model ``model_path`` names (or ``model``, already loaded)
-    to ``output_dir``; returns the ``export_info.json`` dict."""
+    to ``output_dir`` (``set_decoding``: with the ``decoded`` output);
+    returns the ``export_info.json`` dict."""
     from mltf import inference
     from mltf.utils import atomic
 
@@ -166,13 +219,18 @@ def export(model_path: str, output_dir: str, image_size=None,
         model, model_path, spec = inference.load_for_inference(model_path, image_size, model)
     except (FileNotFoundError, ValueError) as e:
         raise ExportError(str(e)) from None
+    decoder, decoding_info = (set_decoder(os.path.dirname(model_path), spec.thresholds)
+                              if set_decoding else (None, None))
+    signatures = {name: dict(entry, outputs=entry["outputs"] + ["decoded"])
+                  if set_decoding and name != "labels" else entry
+                  for name, entry in SIGNATURES.items()}
 
     parent = os.path.dirname(os.path.abspath(output_dir))
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix="." + os.path.basename(os.path.abspath(output_dir))
                            + ".tmp-", dir=parent)
     try:
-        write_saved_model(model, spec, os.path.join(tmp, SAVED_MODEL_DIR))
+        write_saved_model(model, spec, os.path.join(tmp, SAVED_MODEL_DIR), decoder)
         model.save(os.path.join(tmp, KERAS_FILE))
         info = {"model": model_path,
                 "label_names": list(spec.label_names),
@@ -180,7 +238,8 @@ def export(model_path: str, output_dir: str, image_size=None,
                 "image_size": list(spec.image_size),
                 "preprocessing": spec.preprocessing,
                 "backbone": spec.backbone,
-                "signatures": SIGNATURES}
+                "signatures": signatures,
+                **({} if decoding_info is None else {"set_decoding": decoding_info})}
         atomic.write_json(os.path.join(tmp, INFO_FILE), info)
         if os.path.exists(output_dir):
             old = tmp + "-old"
@@ -204,7 +263,8 @@ def main(argv, flag_values=FLAGS):
     if error is not None:
         return error
     try:
-        info = export(fv.model, fv.output_dir, fv.image_size, fv.overwrite)
+        info = export(fv.model, fv.output_dir, fv.image_size, fv.overwrite,
+                      set_decoding=fv.set_decoding)
     except ExportError as e:
         return inference.cli_error("mltf.export", str(e))
     out = fv.output_dir

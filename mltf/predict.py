@@ -17,17 +17,29 @@ saved per-class thresholds by default (``--thresholds=model``; 0.5 unless
 ``mltf.train`` tuned them), or one number for every class
 (``--thresholds=0.5``).
 
+``--set_decoding`` also writes each image's decoded set (set-level decoding,
+``mltf.training.set_decoding``) from the ``set_decoding.npz`` (and
+``set_scorer.keras``) beside the model, which ``mltf.train.set_decoding =
+True`` wrote: the set that ``mltf.evaluate --set_decoding`` picks for the
+same image at the same thresholds. The thresholded set stays where it was
+(``predicted``); the decoded one is added beside it (``decoded``, below).
+
 Formats (``--format``; written to ``--output`` or stdout):
 
 - ``table`` (default): per image, its path, the predicted labels and the
   ``--top_k`` highest scores (``*`` marks a score at or above its
-  threshold);
+  threshold); with ``--set_decoding`` a ``decoded:`` line (the decoded
+  set, by decreasing score) follows ``predicted:`` (the thresholded set);
 - ``json``: a list, one object per input file in order:
   ``{"file", "predicted": [label names, by decreasing score],
   "scores": {label name: score, in label order}}``, or
-  ``{"file", "error": reason}`` for a file that could not be read;
+  ``{"file", "error": reason}`` for a file that could not be read; with
+  ``--set_decoding`` also ``"decoded"`` (the decoded set, label names by
+  decreasing score) after ``"predicted"`` (the thresholded set);
 - ``csv``: a header ``file,<label>,<label>,...`` (the model's labels in
-  order) and one row of scores per predicted image.
+  order) and one row of scores per predicted image; with ``--set_decoding``
+  the header goes on with ``decoded:<label>`` for every label and each row
+  with 0 or 1, the decoded set (the scores give the thresholded one).
 
 A missing, empty, corrupt or non-image file is reported on stderr (and as an
 ``error`` entry in JSON) and skipped. Exit codes: 0 when at least one image
@@ -59,14 +71,18 @@ def define_flags(flag_values=FLAGS) -> None:
                         "stdout).", flag_values=flag_values)
     flags.DEFINE_integer("top_k", 5, "table: how many of the highest scores to show "
                          "per image.", flag_values=flag_values)
+    flags.DEFINE_bool("set_decoding", False, "Also write each image's decoded label set "
+                      "(set_decoding.npz beside the model, written by mltf.train."
+                      "set_decoding = True).", flag_values=flag_values)
 
-def predict_files(model, spec, paths, batch_size=64, report=None):
+def predict_files(model, spec, paths, batch_size=64, report=None, keep_inputs=False):
     """Predicts every image that ``paths`` name (``mltf.inference.
     collect_image_files``).
 
-    Returns a list of ``{"file", "scores"}`` (float32 [C] numpy) or
-    ``{"file", "error"}`` dicts, in input order; ``report(file, reason)`` is
-    called for each file skipped.
+    Returns a list of ``{"file", "scores"}`` (float32 [C] numpy; with
+    ``keep_inputs`` also ``"input"``, the model's input) or ``{"file",
+    "error"}`` dicts, in input order; ``report(file, reason)`` is called for
+    each file skipped.
     """
     import numpy as np
     from mltf import inference
@@ -81,8 +97,10 @@ def predict_files(model, spec, paths, batch_size=64, report=None):
         images = np.stack([image for _, image in pending])
         inputs = inference.preprocess_batch(images, spec).numpy()
         scores = inference.predict_arrays(model, inputs, batch_size)
-        for (index, _), row in zip(pending, scores):
+        for (index, _), row, x in zip(pending, scores, inputs):
             results[index]["scores"] = row
+            if keep_inputs:
+                results[index]["input"] = x
         pending.clear()
 
     for path, error in inference.collect_image_files(paths):
@@ -106,9 +124,34 @@ def predict_files(model, spec, paths, batch_size=64, report=None):
 
 def _predicted(scores, thresholds, names):
     """Names of the labels at or above their threshold, by decreasing score."""
+    return _in_set(scores, scores >= thresholds, names)
+
+
+def _in_set(scores, chosen, names):
+    """Names of the labels where ``chosen`` is set, by decreasing score."""
     import numpy as np
     order = np.argsort(-scores, kind="stable")
-    return [names[j] for j in order if scores[j] >= thresholds[j]]
+    return [names[j] for j in order if chosen[j]]
+
+
+def add_decoded(results, folder, thresholds, batch_size=64):
+    """Adds ``"decoded"`` (uint8 [C]) to every predicted entry of
+    ``results``: the sets set-level decoding chooses with the run folder
+    ``folder``'s files (``predict_files(..., keep_inputs=True)``'s
+    ``"input"``, which a method's scorer embeds)."""
+    import numpy as np
+    import tensorflow as tf
+    from mltf.training import set_decoding
+
+    done = [r for r in results if "error" not in r]
+    if not done:
+        return
+    p = np.stack([r["scores"] for r in done])
+    inputs = np.stack([r["input"] for r in done])
+    dataset = tf.data.Dataset.from_tensor_slices((inputs, p)).batch(batch_size)
+    sets = set_decoding.decode_saved_sets(folder, dataset, p, thresholds)
+    for r, row in zip(done, sets):
+        r["decoded"] = row
 
 
 def format_json(results, names, thresholds) -> str:
@@ -118,19 +161,23 @@ def format_json(results, names, thresholds) -> str:
             out.append({"file": r["file"], "error": r["error"]})
             continue
         s = r["scores"]
-        out.append({"file": r["file"],
-                    "predicted": _predicted(s, thresholds, names),
-                    "scores": {n: float(v) for n, v in zip(names, s)}})
+        entry = {"file": r["file"], "predicted": _predicted(s, thresholds, names)}
+        if "decoded" in r:
+            entry["decoded"] = _in_set(s, r["decoded"], names)
+        entry["scores"] = {n: float(v) for n, v in zip(names, s)}
+        out.append(entry)
     return json.dumps(out, indent=2) + "\n"
 
 
-def format_csv(results, names) -> str:
+def format_csv(results, names, decoded=False) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["file"] + list(names))
+    writer.writerow(["file"] + list(names) + ([f"decoded:{n}" for n in names]
+                                              if decoded else []))
     for r in results:
         if "error" not in r:
-            writer.writerow([r["file"]] + [repr(float(v)) for v in r["scores"]])
+            writer.writerow([r["file"]] + [repr(float(v)) for v in r["scores"]]
+                            + ([int(v) for v in r["decoded"]] if decoded else []))
     return buffer.getvalue()
 
 
@@ -147,6 +194,9 @@ def format_table(results, names, thresholds, top_k=5) -> str:
         predicted = _predicted(s, thresholds, names)
         lines.append(r["file"])
         lines.append("  predicted: " + (", ".join(predicted) if predicted else "(none)"))
+        if "decoded" in r:
+            decoded = _in_set(s, r["decoded"], names)
+            lines.append("  decoded: " + (", ".join(decoded) if decoded else "(none)"))
         lines.append(f"  top {k}:")
         for j in np.argsort(-s, kind="stable")[:k]:
             mark = "*" if s[j] >= thresholds[j] else " "
@@ -167,8 +217,11 @@ def main(argv, flag_values=FLAGS):
         return inference.cli_error("mltf.predict",
                                    "--batch_size and --top_k must be positive")
     try:
-        model, _, spec = inference.load_for_inference(fv.model, fv.image_size)
+        model, model_path, spec = inference.load_for_inference(fv.model, fv.image_size)
         thresholds, _ = inference.resolve_thresholds(fv.thresholds, spec)
+        if fv.set_decoding:  # before the images: a run without the file fails at once
+            from mltf.training import set_decoding
+            set_decoding.read_settings(os.path.dirname(model_path))
     except (FileNotFoundError, ValueError) as e:
         return inference.cli_error("mltf.predict", str(e))
     if not spec.is_image:
@@ -178,12 +231,14 @@ def main(argv, flag_values=FLAGS):
     def report(path, reason):
         print(f"mltf.predict: skipped {path}: {reason}", file=sys.stderr)
 
-    results = predict_files(model, spec, inputs, fv.batch_size, report)
+    results = predict_files(model, spec, inputs, fv.batch_size, report, fv.set_decoding)
+    if fv.set_decoding:
+        add_decoded(results, os.path.dirname(model_path), thresholds, fv.batch_size)
     names = spec.label_names
     if fv.format == "json":
         text = format_json(results, names, thresholds)
     elif fv.format == "csv":
-        text = format_csv(results, names)
+        text = format_csv(results, names, fv.set_decoding)
     else:
         text = format_table(results, names, thresholds, fv.top_k)
     if fv.output:

@@ -111,12 +111,16 @@ class Method:
     ``key_metrics`` are the log keys of the method's own figures that the
     console's line shows each epoch after the loss and the evaluation
     (``mltf.training.console``; the logs keep every figure).
+    ``knn_candidates``: the ``set_scorer`` embeds label sets
+    (``embed_sets``), so set-level decoding can add the training sets
+    nearest each image (``mltf.set_decoding_options.knn``).
     """
 
     name = ""
     options: Dict[str, Any] = {}
     ema_refusal = ""
     key_metrics: Tuple[str, ...] = ()
+    knn_candidates = False
 
     def check(self, options: Dict[str, Any], foreign: Sequence[str] = ()) -> Dict[str, Any]:
         """The options with defaults filled in; ``SettingsError`` for names

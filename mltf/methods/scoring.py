@@ -114,16 +114,39 @@ class EmbeddingSetScorer(SetScorer):
         f_i = tf.cast(self.image_embedder(x, training=False), tf.float32)
         return tf.math.l2_normalize(f_i, axis=-1) if self.normalize else f_i
 
+    def embed_sets(self, sets):
+        """f_y of label sets ``[D, C]`` (unit vectors with ``normalize``):
+        ``[D, d]`` float32."""
+        flat = tf.cast(sets, tf.float32)
+        f_y = tf.cast(self.label_embedding(self.label_hidden(flat)), tf.float32)
+        return tf.math.l2_normalize(f_y, axis=-1) if self.normalize else f_y
+
     def score(self, embedding, candidates):
         flat, b, k = _flat(candidates)
-        f_y = tf.cast(self.label_embedding(self.label_hidden(flat)), tf.float32)
-        if self.normalize:
-            f_y = tf.math.l2_normalize(f_y, axis=-1)
-        diff = _repeat(embedding, k) - f_y
+        diff = _repeat(embedding, k) - self.embed_sets(flat)
         return -tf.reshape(tf.sqrt(tf.reduce_sum(tf.square(diff), axis=-1)), [b, k])
 
     def get_config(self):
         return {**super().get_config(), "normalize": self.normalize}
+
+
+def nearest_sets(scorer: SetScorer, dataset, sets, knn: int) -> np.ndarray:
+    """Indices ``[N, min(knn, D)]`` into ``sets`` ``[D, C]`` (the distinct
+    training sets) of each image's nearest sets under d(f_I(x), f_y(Y)),
+    nearest first (equal distances: the lower index), over one pass of an
+    ``(x, y)`` dataset; the scorer must embed label sets (``embed_sets``).
+    Squared distances in float64, ``|f_I|^2 - 2 f_I . f_y + |f_y|^2``, so the
+    memory is ``[B, D]`` per batch and not ``[B, D, d]``."""
+    f_y = np.asarray(scorer.embed_sets(tf.constant(sets, tf.float32)), np.float64)
+    run = tf.function(scorer.embed, reduce_retracing=True)
+    knn = min(int(knn), len(f_y))
+    out = []
+    for x, _ in dataset:
+        f_i = np.asarray(run(model_input(x)), np.float64)
+        d2 = ((f_i ** 2).sum(axis=1, keepdims=True) - 2.0 * f_i @ f_y.T
+              + (f_y ** 2).sum(axis=1)[None, :])
+        out.append(np.argsort(d2, axis=1, kind="stable")[:, :knn])
+    return np.concatenate(out)
 
 
 def dependency_scores(scorer: SetScorer, dataset, candidates) -> np.ndarray:

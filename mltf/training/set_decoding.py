@@ -10,7 +10,7 @@ tried) or, for any method, from the label-set prior ``log(1 + training
 count of Y)`` (``scorer = "prior"``). Files, chief only:
 ``set_scorer.keras`` (the method's scorer, when there is one) and
 ``set_decoding.npz`` (``w``, ``k``, ``m``, ``metric``, ``shift``,
-``scorer`` and the training split's distinct label sets with their counts,
+``scorer``, ``knn`` and the training split's distinct label sets with their counts,
 the candidates' source and the prior), from which ``mltf.evaluate
 --set_decoding`` decodes again (``decode_saved``). The decoded sets of the
 reported split go to ``predictions.npz`` as ``decoded`` (the trainer).
@@ -36,7 +36,7 @@ SCORERS = ("method", "prior")
 def set_decoding_options(k: int = 3, m: int = 8,
                          grid: Sequence[float] = decoding.DEFAULT_GRID,
                          metric: str = "example_F1", shift: bool = True,
-                         scorer: str = "method") -> dict:
+                         scorer: str = "method", knn: int = 0) -> dict:
     """How ``mltf.train.set_decoding`` decodes (gin:
     ``mltf.set_decoding_options.*``).
 
@@ -51,12 +51,28 @@ def set_decoding_options(k: int = 3, m: int = 8,
       scorer: ``"method"``: the method's dependency model (none for BCE);
         ``"prior"``: ``log(1 + count)`` of the set among the training split's
         label sets (``mltf.decoding.prior_scores``), for every method.
+      knn: also the ``knn`` distinct training sets nearest each image under
+        the method's embedding distance d(f_I(x), f_y(Y))
+        (``scoring.nearest_sets``; RETDM, ``scorer = "method"``); 0: none.
     """
     if scorer not in SCORERS:
         raise ValueError(f"mltf.set_decoding_options.scorer must be one of {SCORERS}, "
                          f"got {scorer!r}")
+    if int(knn) < 0:
+        raise ValueError(f"mltf.set_decoding_options.knn must be >= 0, got {knn}")
     return {"k": int(k), "m": int(m), "grid": [float(w) for w in grid], "metric": metric,
-            "shift": bool(shift), "scorer": scorer}
+            "shift": bool(shift), "scorer": scorer, "knn": int(knn)}
+
+
+def check_options(plugin) -> None:
+    """At the start of a run: ``SettingsError`` for kNN candidates that the
+    method or the scorer cannot give (no label embedding)."""
+    options = set_decoding_options()
+    if options["knn"] and not (plugin.knn_candidates and options["scorer"] == "method"):
+        raise methods.SettingsError(
+            f"mltf.set_decoding_options.knn = {options['knn']} needs a method whose "
+            "dependency model embeds label sets (retdm) and scorer = 'method'; this run has "
+            f"method {plugin.name!r}, scorer {options['scorer']!r}: bind knn = 0")
 
 
 def write_settings(path: str, w: float, options: dict, table) -> None:
@@ -64,15 +80,15 @@ def write_settings(path: str, w: float, options: dict, table) -> None:
     def write(tmp):
         with open(tmp, "wb") as f:
             np.savez(f, w=w, k=options["k"], m=options["m"], metric=options["metric"],
-                     shift=options["shift"], scorer=options["scorer"], sets=table.sets,
-                     counts=table.counts)
+                     shift=options["shift"], scorer=options["scorer"],
+                     knn=options.get("knn", 0), sets=table.sets, counts=table.counts)
 
     atomic.atomic_write(path, write)
 
 
 def read_settings(folder: str) -> dict:
     """``set_decoding.npz`` of a run folder: ``w``, ``k``, ``m``, ``metric``,
-    ``shift``, ``scorer`` and the ``LabelSetTable``; FileNotFoundError
+    ``shift``, ``scorer``, ``knn`` and the ``LabelSetTable``; FileNotFoundError
     naming the binding."""
     path = os.path.join(folder, SETTINGS_FILE)
     if not os.path.isfile(path):
@@ -83,6 +99,7 @@ def read_settings(folder: str) -> dict:
                 "metric": str(saved["metric"]), "shift": bool(saved["shift"]),
                 # Files written before the prior existed hold the method's scorer.
                 "scorer": str(saved["scorer"]) if "scorer" in saved.files else "method",
+                "knn": int(saved["knn"]) if "knn" in saved.files else 0,
                 "table": decoding.LabelSetTable(saved["sets"], saved["counts"])}
 
 
@@ -93,35 +110,69 @@ def _dependency(kind, scorer, table, dataset, sets):
     return None if scorer is None else scoring.dependency_scores(scorer, dataset, sets)
 
 
+def _nearest(scorer, dataset, table, settings):
+    """The kNN candidates' indices ``[N, knn]`` (None for ``knn = 0``)."""
+    knn = settings.get("knn", 0)
+    if not knn:
+        return None
+    if not hasattr(scorer, "embed_sets"):
+        raise ValueError(f"mltf.set_decoding_options.knn = {knn} needs a scorer that embeds "
+                         f"label sets (EmbeddingSetScorer), not {type(scorer).__name__}")
+    return scoring.nearest_sets(scorer, dataset, table.sets, knn)
+
+
 def _decode(scorer, dataset, y, p, thresholds, table, settings, w):
     """(the entries of one split's decoding at ``w``, its decoded sets
     ``[N, C]``) (``dataset`` holds the images of ``p``'s rows, in order;
     ``settings``: ``k``, ``m``, ``shift``, ``scorer``)."""
-    k, m, shift = settings["k"], settings["m"], settings["shift"]
-    cands = decoding.candidate_sets(p, thresholds, table, k, m, shift)
-    dep = _dependency(settings["scorer"], scorer, table, dataset, cands.sets)
-    loglik = decoding.log_likelihood(p, cands.sets, thresholds if shift else None)
-    index = decoding.decode(loglik, dep, cands.valid, w)
-    sets = decoding.chosen_sets(cands, index)
+    cands, index, sets = _decoded(scorer, dataset, p, thresholds, table, settings, w)
     name = ("LabelSetPrior" if settings["scorer"] == "prior"
             else type(scorer).__name__ if scorer is not None else None)
     return {"metrics": decoding.evaluate_sets(y, p, sets), "w": w, "scorer": name,
-            "k": k, "m": m, "shift": shift,
+            "k": settings["k"], "m": settings["m"], "shift": settings["shift"],
+            "knn": settings.get("knn", 0),
             "candidates_per_image": float(cands.valid.sum(axis=1).mean()),
             "changed_sets": float((index != 0).mean())}, sets
 
 
-def decode_saved(folder: str, dataset, y, p, thresholds) -> dict:
-    """``mltf.evaluate --set_decoding``: one split decoded with what the run
-    folder ``folder`` saved (``read_settings``, ``set_scorer.keras``)."""
+def _decoded(scorer, dataset, p, thresholds, table, settings, w):
+    """(the candidates, each image's chosen slot ``[N]``, its set ``[N, C]``)."""
+    k, m, shift = settings["k"], settings["m"], settings["shift"]
+    cands = decoding.candidate_sets(p, thresholds, table, k, m, shift,
+                                    _nearest(scorer, dataset, table, settings))
+    dep = _dependency(settings["scorer"], scorer, table, dataset, cands.sets)
+    loglik = decoding.log_likelihood(p, cands.sets, thresholds if shift else None)
+    index = decoding.decode(loglik, dep, cands.valid, w)
+    return cands, index, decoding.chosen_sets(cands, index)
+
+
+def load_saved(folder: str):
+    """(``read_settings(folder)``, the method's scorer from
+    ``set_scorer.keras`` or None: the prior, or a method without one)."""
     settings = read_settings(folder)
     scorer_path = os.path.join(folder, SCORER_FILE)
     scorer = None
     if settings["scorer"] == "method" and os.path.isfile(scorer_path):
         methods.load_all()  # the scorer's sub-models' classes (the critic)
         scorer = keras.models.load_model(scorer_path, compile=False)
+    return settings, scorer
+
+
+def decode_saved(folder: str, dataset, y, p, thresholds) -> dict:
+    """``mltf.evaluate --set_decoding``: one split decoded with what the run
+    folder ``folder`` saved (``load_saved``)."""
+    settings, scorer = load_saved(folder)
     return _decode(scorer, dataset, y, p, thresholds, settings["table"], settings,
                    settings["w"])[0]
+
+
+def decode_saved_sets(folder: str, dataset, p, thresholds) -> np.ndarray:
+    """``mltf.predict --set_decoding``: the decoded sets ``[N, C]`` (uint8)
+    of images without labels, as ``decode_saved`` chooses them (``dataset``
+    yields ``(x, anything)`` batches of ``p``'s rows, in order)."""
+    settings, scorer = load_saved(folder)
+    return _decoded(scorer, dataset, p, thresholds, settings["table"], settings,
+                    settings["w"])[2]
 
 
 def decode_run(plugin, run, fit_model, model, select_ds, eval_ds: Optional[object],
@@ -146,7 +197,7 @@ def decode_run(plugin, run, fit_model, model, select_ds, eval_ds: Optional[objec
     thresholds = keras.ops.convert_to_numpy(model.thresholds)
     y_sel, p_sel = select_predictions
     sel = decoding.candidate_sets(p_sel, thresholds, table, options["k"], options["m"],
-                                  options["shift"])
+                                  options["shift"], _nearest(scorer, select_ds, table, options))
     dep_sel = _dependency(options["scorer"], scorer, table, select_ds, sel.sets)
     w, figures = decoding.choose_weight(y_sel, p_sel, sel, dep_sel, options["grid"],
                                         options["metric"],

@@ -123,6 +123,8 @@ def train(model_dir: str, epochs: int = 10, steps_per_epoch: Optional[int] = Non
     metrics.check_threshold_mode(threshold_mode, threshold_beta, threshold_target)
     selection.check_final(final)
     plugin = methods.get(method)
+    if set_decoding:
+        set_decoding_lib.check_options(plugin)
     optimizer = optimizer or keras.optimizers.Adam(learning_rate or 1e-3)
     if ema_momentum is not None:
         optimizer = ema.with_ema(optimizer, ema_momentum)

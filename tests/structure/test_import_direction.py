@@ -21,7 +21,7 @@ LAYERS = [
     ("pipelines", ["pipelines"]),
     ("core", ["mltf.core", "mltf.metrics", "mltf.backbones", "mltf.losses",
               "mltf.efficientnet_lite"]),
-    ("models", ["mltf.models", "mltf.inference", "mltf.decoding"]),
+    ("models", ["mltf.models", "mltf.inference", "mltf.decoding", "mltf.decoding_graph"]),
     ("methods", ["mltf.methods", "mltf.wgan", "mltf.retdm"]),
     ("training", ["mltf.training"]),
     ("cli", ["mltf.train", "mltf.evaluate", "mltf.predict", "mltf.export", "pipelines.show"]),

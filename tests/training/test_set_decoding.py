@@ -12,7 +12,7 @@ import pytest
 import pipelines
 from conftest import train_in_process
 from test_train import _tiny_arff
-from mltf import decoding, evaluate, metrics
+from mltf import decoding, evaluate, methods, metrics
 from mltf.methods import scoring
 from mltf.training import set_decoding
 
@@ -180,3 +180,45 @@ def test_retdm_decodes_with_its_embedding_distance(tmp_path):
     scorer = keras.models.load_model(run / set_decoding.SCORER_FILE)
     assert isinstance(scorer, scoring.EmbeddingSetScorer)
     assert scorer.image_embedder.name == "mlp"
+
+
+def test_knn_without_a_label_embedding_fails_before_training(tmp_path):
+    data_dir = _tiny_arff(tmp_path)
+    with pytest.raises(methods.SettingsError, match="knn = 2 needs"):
+        train_in_process("mulan_scene_mlp_retdm.gin", tmp_path / "bce", _bindings(
+            data_dir, "mltf.train.method = 'bce'", "mltf.set_decoding_options.knn = 2"))
+    assert not (tmp_path / "bce" / "metrics.json").exists()
+
+
+@pytest.mark.slow  # 30 s on 2 cores: two RETDM epochs
+def test_retdm_knn_candidates_are_saved_and_decoded_again(tmp_path):
+    data_dir = _tiny_arff(tmp_path)
+    run = tmp_path / "retdm"
+    train_in_process("mulan_scene_mlp_retdm.gin", run, _bindings(
+        data_dir, "mltf.build_retdm.label_units = 8", "mltf.build_retdm.k = 3",
+        "mltf.build_retdm.classification_epochs = 1", "mltf.train.epochs = 2",
+        "mltf.set_decoding_options.k = 1", "mltf.set_decoding_options.m = 1",
+        "mltf.set_decoding_options.knn = 2"))
+    report = json.loads((run / "metrics.json").read_text())
+    entry = report["metrics_set_decoded"]
+    assert entry["knn"] == 2 and int(np.load(run / set_decoding.SETTINGS_FILE)["knn"]) == 2
+    # The candidates by hand: 2 flips, the likeliest set, the 2 nearest sets
+    # under the saved scorer's embedding, repeats counted once.
+    saved = np.load(run / "predictions.npz")
+    settings = set_decoding.read_settings(str(run))
+    scorer = keras.models.load_model(run / set_decoding.SCORER_FILE)
+    dataset = pipelines.make_dataset(pipelines.InputConfig(
+        data_dir=data_dir, split="test", batch_size=5, training=False))
+    thresholds = np.asarray(report["thresholds"], np.float32)
+    nearest = scoring.nearest_sets(scorer, dataset, settings["table"].sets, 2)
+    cands = decoding.candidate_sets(saved["scores"], thresholds, settings["table"], 1, 1,
+                                    True, nearest)
+    assert cands.sets.shape[1] == 5
+    assert entry["candidates_per_image"] == pytest.approx(cands.valid.sum(axis=1).mean())
+    dep = scoring.dependency_scores(scorer, dataset, cands.sets)
+    loglik = decoding.log_likelihood(saved["scores"], cands.sets, thresholds)
+    sets = decoding.chosen_sets(cands, decoding.decode(loglik, dep, cands.valid, entry["w"]))
+    assert saved["decoded"].tolist() == sets.astype(bool).tolist()
+    again = evaluate.evaluate(str(run), data_dir, "test", thresholds="model", train_split="",
+                              set_decoding=True)["metrics_set_decoded"]
+    assert again["knn"] == 2 and again["metrics"] == entry["metrics"]

@@ -66,6 +66,7 @@ class RETDM(Method):
     # The stage, the metric and reconstruction terms of eq. 13 (the loss has
     # them summed) and the share of examples where J1 and J2 are active.
     key_metrics = ("retdm_stage", "j1", "j2", "reconstruction", "j1_active", "j2_active")
+    knn_candidates = True  # EmbeddingSetScorer.embed_sets: f_y of the training sets
 
     def check(self, options, foreign=()):
         if options.get("pretrain_epochs"):

@@ -1,0 +1,126 @@
+"""Set-level decoding in TensorFlow ops, for the exported model
+(``mltf.export --set_decoding``): the label-set prior's decoding of
+``mltf.decoding`` (``prior_scores``) in one graph, no numpy and no mltf at
+serving time.
+
+Every step is the numpy module's, in float64 and in the same order of
+operations, so the decoded sets are its sets bit for bit (tests/evaluation/
+test_export_decoding.py): the thresholded set ``p >= t``; its 2^k flips of
+the labels of smallest ``|logit q|`` (a stable sort: equal ones in label
+order); the ``m`` training sets of highest likelihood (equal ones: the more
+frequent, then the lower index, by the same 1e-12 key offsets; ``top_k``
+keeps the lower index of equal keys); a repeat of an earlier slot is
+invalid; the score ``loglik(q) + w * log(1 + count)``, the count looked up
+by the set's key (its labels as a string of 0s and 1s) in a
+``tf.lookup.StaticHashTable``; the decoded set is the first valid slot of
+highest score (ties: the earlier slot, as ``np.argmax``). The method's own
+scorers (the WGAN-gp critic, RETDM's embedding distance) are not in the
+graph: ``mltf.export`` refuses them.
+"""
+
+import itertools
+
+import numpy as np
+import tensorflow as tf
+
+from mltf import decoding
+
+
+def _clip(x):
+    return tf.clip_by_value(x, decoding.EPSILON, 1.0 - decoding.EPSILON)
+
+
+def _logit(x):
+    return tf.math.log(x) - tf.math.log1p(-x)
+
+
+def _shift(p, t):
+    """``decoding.shift_to_thresholds``."""
+    return 1.0 / (1.0 + tf.exp(-(_logit(_clip(p)) - _logit(_clip(t)))))
+
+
+def _set_keys(sets):
+    """``[..., C]`` 0/1 integer sets as strings of 0s and 1s ``[...]``."""
+    return tf.strings.reduce_join(tf.strings.as_string(sets), axis=-1)
+
+
+class PriorSetDecoder(tf.Module):
+    """``call(p)``: the decoded sets (bool ``[B, C]``) of probabilities ``p``
+    (float32 ``[B, C]``), as ``mltf.training.set_decoding`` decodes them with
+    the label-set prior (or, ``prior`` False, by likelihood alone).
+
+    Args:
+      thresholds: ``[C]`` the classifier's thresholds.
+      table: the training split's ``decoding.LabelSetTable``.
+      w: the prior's weight.
+      k: labels flipped in every combination.
+      m: likeliest training sets added.
+      shift: the likelihood of ``p`` shifted to the thresholds.
+      prior: add ``w * log(1 + count)``; False: a method without a
+        dependency model (BCE), by likelihood alone.
+    """
+
+    def __init__(self, thresholds, table, w, k, m, shift=True, prior=True):
+        super().__init__(name="set_decoder")
+        self.thresholds = tf.constant(np.asarray(thresholds, np.float64))
+        c = int(self.thresholds.shape[0])
+        self.k = min(int(k), c)
+        self.m = min(int(m), len(table.sets)) if len(table.sets) else 0
+        self.w = float(w) if prior else 0.0
+        self.shift = bool(shift)
+        self.patterns = tf.constant(np.array(list(itertools.product((0, 1), repeat=self.k)),
+                                             np.int32).reshape(2 ** self.k, self.k))
+        sets = np.asarray(table.sets, np.uint8)
+        self.sets = tf.constant(sets.astype(np.float64))
+        # decoding.likeliest_sets' offsets of equal likelihoods.
+        order = np.lexsort((np.arange(len(sets)), -np.asarray(table.counts)))
+        tie = np.empty(len(sets))
+        tie[order] = np.arange(len(sets)) * 1e-12
+        self.tie = tf.constant(tie)
+        keys = ["".join(str(int(v)) for v in row) for row in sets]
+        self.counts = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+            tf.constant(keys or [""], tf.string),
+            tf.constant(np.asarray(table.counts, np.int64) if keys else [0], tf.int64)),
+            default_value=0)
+
+    def _flips(self, base, q):
+        """The thresholded set and its 2^k flips: int32 ``[B, 2^k, C]``."""
+        c = tf.shape(base)[1]
+        uncertain = tf.argsort(tf.abs(_logit(q)), axis=1, stable=True)[:, :self.k]
+        hot = tf.one_hot(uncertain, c, dtype=tf.int32)  # [B, k, C]
+        flips = tf.einsum("pk,bkc->bpc", self.patterns, hot)
+        return tf.bitwise.bitwise_xor(base[:, None, :], flips)
+
+    def _likeliest(self, source):
+        """Indices ``[B, m]`` of the ``m`` likeliest training sets."""
+        log_p, log_q = tf.math.log(_clip(source)), tf.math.log1p(-_clip(source))
+        key = -(tf.reduce_sum(log_q, axis=1, keepdims=True)
+                + tf.matmul(log_p - log_q, self.sets, transpose_b=True)) + self.tie[None, :]
+        return tf.math.top_k(-key, self.m).indices
+
+    def __call__(self, p):
+        p = tf.cast(p, tf.float64)
+        q = _shift(p, self.thresholds[None, :])
+        base = tf.cast(p >= self.thresholds[None, :], tf.int32)
+        parts = [self._flips(base, q)]
+        if self.m > 0:
+            index = self._likeliest(q if self.shift else p)
+            parts.append(tf.cast(tf.gather(self.sets, index), tf.int32))
+        sets = tf.concat(parts, axis=1)  # [B, K, C]
+        n_slots = sets.shape[1]
+        same = tf.reduce_all(sets[:, :, None, :] == sets[:, None, :, :], axis=-1)  # [B, K, K]
+        earlier = tf.constant(np.tri(n_slots, k=-1, dtype=bool).T)  # [i, j]: i < j
+        valid = ~tf.reduce_any(same & earlier[None], axis=1)
+        source = _clip(q if self.shift else p)
+        log_p, log_q = tf.math.log(source), tf.math.log1p(-source)
+        y = tf.cast(sets, tf.float64)
+        score = (tf.reduce_sum(y * log_p[:, None, :], axis=-1)
+                 + tf.reduce_sum((1.0 - y) * log_q[:, None, :], axis=-1))
+        if self.w != 0:
+            count = self.counts.lookup(_set_keys(sets))
+            score = score + self.w * tf.math.log1p(tf.cast(count, tf.float64))
+        score = tf.where(valid, score, -np.inf)
+        best = tf.reduce_max(score, axis=1, keepdims=True)
+        slots = tf.range(n_slots)[None, :]
+        first = tf.reduce_min(tf.where(score == best, slots, n_slots), axis=1)
+        return tf.gather(sets, first, batch_dims=1) > 0
