@@ -106,8 +106,13 @@ SET_KEYS = ["example_F1", "subset_accuracy", "mAP", "CF1", "OF1"]
 RETDM = "retdm@configs/dependency_sim_mlp_retdm.gin"
 # (summary label, arm, control) of the two comparisons.
 COMPARISONS = (("retdm", "retdm", "base"), ("wgan", "wgan_gp", "bce"))
-# compare.py --decoded's section of each arm's decoded minus its own tuned sets.
-DECODED_TITLE = "Paired difference of `<arm>+decoded` to `<arm>+tuned`, the same runs"
+# compare.py --decoded's sections of each arm's decoded sets against its own
+# (the same runs), and how this script's tables name them.
+DECODED_TITLES = {
+    "Paired difference of `<arm>+decoded` to `<arm>+tuned`, the same runs":
+        "`<arm>+decoded` - `<arm>+tuned` (the sets at the run's tuned thresholds)",
+    "Paired difference of `<arm>+decoded` to `<arm>` (threshold 0.5), the same runs":
+        "`<arm>+decoded` - `<arm>` (its sets at threshold 0.5)"}
 WGAN_CONTROL = ("bce=mltf.train.method = 'bce';"
                 "mltf.train.optimizer = @generator/keras.optimizers.Adam()")
 
@@ -307,31 +312,36 @@ def interval_cells(diff):
 
 def decoding_lines(oracles, trained):
     """Set-level decoding: each arm's decoded sets against its own sets at
-    the tuned thresholds (the same runs), and the decoded means beside the
-    MAP-set oracle at that noise level."""
-    lines = ["", f"## Set-level decoding ({FLAGS.decoding}, w by {FLAGS.decoding_metric} on "
-                 "the selection split): `<arm>+decoded` - `<arm>+tuned`, the same runs "
-                 "(95 % bootstrap interval over test rows; percent)", "",
-             "| sigma | arm | " + " | ".join(SET_KEYS) + " |", "|" + "---|" * (len(SET_KEYS) + 2)]
-    means = ["", "Decoded and tuned sets, mean over seeds (percent; mAP from the scores), "
-                 "and the oracles' example-F1 / subset accuracy at that sigma:", "",
+    the tuned thresholds and at 0.5 (the same runs), and the decoded means
+    beside the oracles at that noise level."""
+    head = ["| sigma | arm | " + " | ".join(SET_KEYS) + " |", "|" + "---|" * (len(SET_KEYS) + 2)]
+    sections = {title: ["", f"## Set-level decoding ({FLAGS.decoding}, w by "
+                            f"{FLAGS.decoding_metric} on the selection split): {text} (95 % "
+                            "bootstrap interval over test rows; percent)", "", *head]
+                for title, text in DECODED_TITLES.items()}
+    means = ["", "Sets at threshold 0.5, at the tuned thresholds and decoded, mean over seeds "
+                 "(percent; mAP from the scores; w: the chosen weight per seed), and the "
+                 "oracles at that sigma:", "",
              "| sigma | arm | seeds | w | " + " | ".join(SET_KEYS) + " | labels/img |",
              "|" + "---|" * (len(SET_KEYS) + 5)]
     for sigma, result in trained.items():
         for label, arm, control in COMPARISONS:
             if label not in result:
                 continue
-            own = result[label]["paired_differences_decoded"][DECODED_TITLE]
+            decoded = result[label]["paired_differences_decoded"]
             metrics = result[label]["metrics"]
             for name in (control, arm):
-                lines.append(f"| {sigma:g} | {name} | " + interval_cells(own[f"{name}+decoded"]))
+                for title, lines in sections.items():
+                    lines.append(f"| {sigma:g} | {name} | "
+                                 + interval_cells(decoded[title][f"{name}+decoded"]))
                 weights = [d["decoding_w"] for d in result["diagnostics"][name]
                            if "decoding_w" in d]
-                for view in ("tuned", "decoded"):
-                    runs = metrics[f"{name}+{view}"]
+                for column in (name, f"{name}+tuned", f"{name}+decoded"):
+                    runs = metrics[column]
                     means.append(
-                        f"| {sigma:g} | {name}+{view} | {len(runs)} | "
-                        + (" ".join(f"{w:g}" for w in weights) if view == "decoded" else "")
+                        f"| {sigma:g} | {column} | {len(runs)} | "
+                        + (" ".join(f"{w:g}" for w in weights) if column.endswith("+decoded")
+                           else "")
                         + " | " + " | ".join(pct(np.mean([r[k] for r in runs]))
                                              for k in SET_KEYS)
                         + f" | {np.mean([r['labels_per_image_pred'] for r in runs]):.2f} |")
@@ -339,7 +349,7 @@ def decoding_lines(oracles, trained):
             means.append(f"| {sigma:g} | oracle {oracle} | | | "
                          + " | ".join(pct(m[k]) for k in SET_KEYS)
                          + f" | {m['labels_per_image_pred']:.2f} |")
-    return lines + means
+    return [line for lines in sections.values() for line in lines] + means
 
 
 def markdown(oracles, trained, knn_sizes, header):
