@@ -34,7 +34,17 @@ equal-budget BCE control, both from a BCE base. The RETDM comparison's control
 arm is named ``base`` so that its run folder is the WGAN comparison's base
 (same config, same bindings): one BCE run serves both. ``compare.py``'s
 protocol holds: selection split from train, paired bootstrap intervals on the
-test rows. Last, the RETDM kNN table (``mltf.methods.retdm.knn``) is built on
+test rows. ``--methods`` picks the comparisons, ``--wgan_seeds`` the WGAN-gp
+one's seeds, ``--wgan_config`` its arm (``configs/dependency_sim_mlp_wgangp_long.gin``:
+a critic warm-up and 2,000 generator updates; with ``--wgan_control_epochs=20``
+the control makes as many updates).
+
+Set-level decoding (``--decoding``, default ``prior``; empty: none): every run
+trains with ``mltf.train.set_decoding = True`` and that scorer, w chosen by
+``--decoding_metric`` on the selection split, and ``compare.py --decoded``
+adds each arm's decoded sets against its own sets at the tuned thresholds
+(``<arm>+decoded`` - ``<arm>+tuned``, the same runs), reported beside the
+oracles at that noise level. Last, the RETDM kNN table (``mltf.methods.retdm.knn``) is built on
 the full labelled NUS-WIDE training matrix, timed, and its and the memory
 bank's bytes reported.
 
@@ -72,6 +82,17 @@ flags.DEFINE_float("mu_high", 3.0, "Highest per-label signal strength.")
 flags.DEFINE_integer("mix_dim", 0, "Features x @ M, M a fixed Gaussian [C, mix_dim]; 0: x.")
 flags.DEFINE_integer("seed", 0, "Seed of the subsample, split and evidence.")
 flags.DEFINE_list("seeds", ["0"], "Training seeds (compare.py --seeds).")
+flags.DEFINE_list("methods", ["retdm", "wgan"], "The comparisons trained: retdm, wgan.")
+flags.DEFINE_list("wgan_seeds", None, "Seeds of the WGAN-gp comparison (default: --seeds).")
+flags.DEFINE_string("wgan_config", "configs/dependency_sim_mlp_wgangp.gin",
+                    "The WGAN-gp arm's config (its control: the same with method bce).")
+flags.DEFINE_integer("wgan_control_epochs", 0, "The control's epochs when the WGAN-gp config "
+                     "has a critic warm-up (its steps are no generator updates); 0: the "
+                     "config's.")
+flags.DEFINE_string("decoding", "prior", "Set-level decoding of every run "
+                    "(mltf.set_decoding_options.scorer: prior, method); empty: none.")
+flags.DEFINE_string("decoding_metric", "subset_accuracy",
+                    "What the decoding weight w maximises on the selection split.")
 flags.DEFINE_integer("bootstrap", 300, "Bootstrap resamples of compare.py's intervals.")
 flags.DEFINE_multi_string("gin_bindings", [], "Bindings for every training run.")
 flags.DEFINE_bool("knn_table", True, "Time the RETDM kNN table at NUS-WIDE scale.")
@@ -83,6 +104,15 @@ METHOD_LOGS = ("j1", "j2", "j1_active", "j2_active", "bank_age", "bank_filled",
                "metric_grad_ratio", "critic_loss")
 SET_KEYS = ["example_F1", "subset_accuracy", "mAP", "CF1", "OF1"]
 RETDM = "retdm@configs/dependency_sim_mlp_retdm.gin"
+# (summary label, arm, control) of the two comparisons.
+COMPARISONS = (("retdm", "retdm", "base"), ("wgan", "wgan_gp", "bce"))
+# compare.py --decoded's sections of each arm's decoded sets against its own
+# (the same runs), and how this script's tables name them.
+DECODED_TITLES = {
+    "Paired difference of `<arm>+decoded` to `<arm>+tuned`, the same runs":
+        "`<arm>+decoded` - `<arm>+tuned` (the sets at the run's tuned thresholds)",
+    "Paired difference of `<arm>+decoded` to `<arm>` (threshold 0.5), the same runs":
+        "`<arm>+decoded` - `<arm>` (its sets at threshold 0.5)"}
 WGAN_CONTROL = ("bce=mltf.train.method = 'bce';"
                 "mltf.train.optimizer = @generator/keras.optimizers.Adam()")
 
@@ -153,16 +183,26 @@ def write_records(folder, names, splits_xy, mix):
                                  "mix_dim", "seed", "num_train", "num_test")})
 
 
-def compare(run_dir, data_dir, args, label):
+def decoding_args():
+    """compare.py's arguments for set-level decoding of every run (none
+    without ``--decoding``)."""
+    if not FLAGS.decoding:
+        return []
+    return ["--decoded", "--gin_bindings=mltf.train.set_decoding = True",
+            f"--gin_bindings=mltf.set_decoding_options.scorer = '{FLAGS.decoding}'",
+            f"--gin_bindings=mltf.set_decoding_options.metric = '{FLAGS.decoding_metric}'"]
+
+
+def compare(run_dir, data_dir, args, label, seeds):
     """Runs ``compare.py`` with ``args``; returns its summary.json, kept as
     ``<label>_summary.json`` (and .md) since the next call overwrites it."""
     done = os.path.join(ROOT, run_dir, f"{label}_summary.json")
     if not os.path.exists(done):
         cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "compare.py"),
-               f"--out_dir={run_dir}", f"--seeds={','.join(FLAGS.seeds)}",
+               f"--out_dir={run_dir}", f"--seeds={','.join(seeds)}",
                f"--bootstrap={FLAGS.bootstrap}",
                f"--gin_bindings=pipelines.InputConfig.data_dir = '{data_dir}'",
-               *[f"--gin_bindings={b}" for b in FLAGS.gin_bindings], *args]
+               *[f"--gin_bindings={b}" for b in FLAGS.gin_bindings], *decoding_args(), *args]
         start = time.time()
         proc = subprocess.run(cmd, cwd=ROOT)
         if proc.returncode:
@@ -175,18 +215,23 @@ def compare(run_dir, data_dir, args, label):
         return json.load(f)
 
 
-def run_diagnostics(run_dir, arm):
+def run_diagnostics(run_dir, arm, seeds):
     """Per seed: the dependency diagnostics of metrics.json and the method's
-    last logged diagnostics (critic AUCs and margins, RETDM losses)."""
+    last logged diagnostics (critic AUCs and margins, RETDM losses), and with
+    set-level decoding the chosen weight ``w``."""
     import csv
     out = []
-    for seed in FLAGS.seeds:
+    for seed in seeds:
         folder = os.path.join(ROOT, run_dir, f"{arm}_s{seed}")
         with open(os.path.join(folder, "metrics.json")) as f:
             report = json.load(f)
         row = {k: v for k, v in report.get("diagnostics", {}).items()
                if isinstance(v, (int, float)) and k not in ("min_support", "num_pairs")}
         row["train_seconds"] = report["train_seconds"]
+        decoding = os.path.join(folder, "set_decoding.npz")
+        if os.path.exists(decoding):
+            with np.load(decoding) as f:
+                row["decoding_w"] = float(f["w"])
         log = os.path.join(folder, "training_log.csv")
         if os.path.exists(log):
             with open(log) as f:
@@ -200,7 +245,7 @@ def run_diagnostics(run_dir, arm):
 
 def train_level(name, names, train, test, mu, sigma):
     """Both comparisons at one noise level; their summaries and diagnostics."""
-    tag = f"{name}_sigma{sigma:g}"
+    tag = f"{name}_sigma{sigma:g}" + (f"_mix{FLAGS.mix_dim}" if FLAGS.mix_dim else "")
     data_dir = os.path.join(ROOT, FLAGS.out_dir, "data", tag)
     mix = (simlib.mixing_matrix(train.shape[1], FLAGS.mix_dim, FLAGS.seed)
            if FLAGS.mix_dim else None)
@@ -209,15 +254,25 @@ def train_level(name, names, train, test, mu, sigma):
                                     "test": (evidence(test, mu, sigma, (2, int(sigma * 100))),
                                              test)}, mix)
     run_dir = os.path.join(FLAGS.out_dir, "runs", tag)
-    retdm = compare(run_dir, data_dir, ["--config=configs/dependency_sim_mlp.gin", "--arm=base",
-                                        f"--arm={RETDM}"], "retdm")
-    wgan = compare(run_dir, data_dir, ["--base=configs/dependency_sim_mlp.gin",
-                                       "--config=configs/dependency_sim_mlp_wgangp.gin",
-                                       "--arm=wgan_gp", f"--arm={WGAN_CONTROL}",
-                                       "--control=bce", "--budget_from=wgan_gp"], "wgan")
-    return {"retdm": retdm, "wgan": wgan,
-            "diagnostics": {arm: run_diagnostics(run_dir, arm)
-                            for arm in ("base", "retdm", "wgan_gp", "bce")}}
+    out = {"diagnostics": {}}
+    if "retdm" in FLAGS.methods:
+        out["retdm"] = compare(run_dir, data_dir, ["--config=configs/dependency_sim_mlp.gin",
+                                                   "--arm=base", f"--arm={RETDM}"], "retdm",
+                               FLAGS.seeds)
+        out["diagnostics"].update({arm: run_diagnostics(run_dir, arm, FLAGS.seeds)
+                                   for arm in ("base", "retdm")})
+    if "wgan" in FLAGS.methods:
+        seeds = FLAGS.wgan_seeds or FLAGS.seeds
+        control = WGAN_CONTROL + (f";mltf.train.epochs = {FLAGS.wgan_control_epochs}"
+                                  if FLAGS.wgan_control_epochs else "")
+        out["wgan"] = compare(run_dir, data_dir, ["--base=configs/dependency_sim_mlp.gin",
+                                                  f"--config={FLAGS.wgan_config}",
+                                                  "--arm=wgan_gp", f"--arm={control}",
+                                                  "--control=bce", "--budget_from=wgan_gp"],
+                              "wgan", seeds)
+        out["diagnostics"].update({arm: run_diagnostics(run_dir, arm, seeds)
+                                   for arm in ("bce", "wgan_gp")})
+    return out
 
 
 def knn_at_scale():
@@ -249,6 +304,54 @@ def pct(value):
     return f"{100 * value:.2f}"
 
 
+def interval_cells(diff):
+    """The ``SET_KEYS`` cells of a paired difference ``{key: (mean, low, high)}``."""
+    return " | ".join(f"{100 * diff[k][0]:+.2f} [{100 * diff[k][1]:+.2f}, "
+                      f"{100 * diff[k][2]:+.2f}]" for k in SET_KEYS) + " |"
+
+
+def decoding_lines(oracles, trained):
+    """Set-level decoding: each arm's decoded sets against its own sets at
+    the tuned thresholds and at 0.5 (the same runs), and the decoded means
+    beside the oracles at that noise level."""
+    head = ["| sigma | arm | " + " | ".join(SET_KEYS) + " |", "|" + "---|" * (len(SET_KEYS) + 2)]
+    sections = {title: ["", f"## Set-level decoding ({FLAGS.decoding}, w by "
+                            f"{FLAGS.decoding_metric} on the selection split): {text} (95 % "
+                            "bootstrap interval over test rows; percent)", "", *head]
+                for title, text in DECODED_TITLES.items()}
+    means = ["", "Sets at threshold 0.5, at the tuned thresholds and decoded, mean over seeds "
+                 "(percent; mAP from the scores; w: the chosen weight per seed), and the "
+                 "oracles at that sigma:", "",
+             "| sigma | arm | seeds | w | " + " | ".join(SET_KEYS) + " | labels/img |",
+             "|" + "---|" * (len(SET_KEYS) + 5)]
+    for sigma, result in trained.items():
+        for label, arm, control in COMPARISONS:
+            if label not in result:
+                continue
+            decoded = result[label]["paired_differences_decoded"]
+            metrics = result[label]["metrics"]
+            for name in (control, arm):
+                for title, lines in sections.items():
+                    lines.append(f"| {sigma:g} | {name} | "
+                                 + interval_cells(decoded[title][f"{name}+decoded"]))
+                weights = [d["decoding_w"] for d in result["diagnostics"][name]
+                           if "decoding_w" in d]
+                for column in (name, f"{name}+tuned", f"{name}+decoded"):
+                    runs = metrics[column]
+                    means.append(
+                        f"| {sigma:g} | {column} | {len(runs)} | "
+                        + (" ".join(f"{w:g}" for w in weights) if column.endswith("+decoded")
+                           else "")
+                        + " | " + " | ".join(pct(np.mean([r[k] for r in runs]))
+                                             for k in SET_KEYS)
+                        + f" | {np.mean([r['labels_per_image_pred'] for r in runs]):.2f} |")
+        for oracle, m in oracles.get((FLAGS.train_dataset, sigma), {}).items():
+            means.append(f"| {sigma:g} | oracle {oracle} | | | "
+                         + " | ".join(pct(m[k]) for k in SET_KEYS)
+                         + f" | {m['labels_per_image_pred']:.2f} |")
+    return [line for lines in sections.values() for line in lines] + means
+
+
 def markdown(oracles, trained, knn_sizes, header):
     lines = [header, "", "## Oracles (test rows; percent)", "",
              "| dataset | sigma | oracle | " + " | ".join(SET_KEYS) + " | labels/img |",
@@ -264,25 +367,26 @@ def markdown(oracles, trained, knn_sizes, header):
                   "| sigma | arm - control | " + " | ".join(SET_KEYS) + " |",
                   "|" + "---|" * (len(SET_KEYS) + 2)]
         for sigma, result in trained.items():
-            for label, arm, control in (("retdm", "retdm", "base"), ("wgan", "wgan_gp", "bce")):
-                diff = result[label]["paired_differences"][arm]
-                lines.append(f"| {sigma:g} | {arm} - {control} | " + " | ".join(
-                    f"{100 * diff[k][0]:+.2f} [{100 * diff[k][1]:+.2f}, {100 * diff[k][2]:+.2f}]"
-                    for k in SET_KEYS) + " |")
+            for label, arm, control in COMPARISONS:
+                if label in result:
+                    lines.append(f"| {sigma:g} | {arm} - {control} | "
+                                 + interval_cells(result[label]["paired_differences"][arm]))
         lines += ["", "Each arm, mean over seeds (percent), with the dependency diagnostics "
                       "and the method's last logged ones:", "",
                   "| sigma | arm | " + " | ".join(SET_KEYS) + " | diagnostics |",
                   "|" + "---|" * (len(SET_KEYS) + 3)]
         for sigma, result in trained.items():
-            for label, arms in (("retdm", ("base", "retdm")), ("wgan", ("bce", "wgan_gp"))):
-                for arm in arms:
-                    runs = result[label]["metrics"][arm]
-                    diag = result["diagnostics"][arm]
+            for label, arm, control in COMPARISONS:
+                for name in (control, arm) if label in result else ():
+                    runs = result[label]["metrics"][name]
+                    diag = result["diagnostics"][name]
                     keys = sorted(set().union(*diag))
                     text = ", ".join(f"{k} {np.mean([d[k] for d in diag if k in d]):.3g}"
                                      for k in keys)
-                    lines.append(f"| {sigma:g} | {arm} | " + " | ".join(
+                    lines.append(f"| {sigma:g} | {name} | " + " | ".join(
                         pct(np.mean([r[k] for r in runs])) for k in SET_KEYS) + f" | {text} |")
+        if FLAGS.decoding:
+            lines += decoding_lines(oracles, trained)
     if knn_sizes:
         lines += ["", "## RETDM kNN table and memory bank at NUS-WIDE scale (k = 10)", "",
                   "| train rows | distinct sets | table build (s) | table bytes "
@@ -333,13 +437,15 @@ def main(argv):
         json.dump({"flags": {k: FLAGS[k].value for k in (
                        "datasets", "train_dataset", "noises", "train_noises", "num_train",
                        "num_test", "weak_fraction", "weak_scale", "mu_low", "mu_high",
-                       "mix_dim", "seed", "seeds", "bootstrap", "gin_bindings")},
+                       "mix_dim", "seed", "seeds", "methods", "wgan_seeds", "wgan_config",
+                       "wgan_control_epochs", "decoding", "decoding_metric", "bootstrap",
+                       "gin_bindings")},
                    "oracles": {f"{n}/sigma{s:g}": r for (n, s), r in oracles.items()},
-                   "trained": {f"sigma{s:g}": {"retdm": r["retdm"]["paired_differences"],
-                                               "wgan": r["wgan"]["paired_differences"],
-                                               "metrics": {**r["retdm"]["metrics"],
-                                                           **r["wgan"]["metrics"]},
-                                               "diagnostics": r["diagnostics"]}
+                   "trained": {f"sigma{s:g}": {
+                       "diagnostics": r["diagnostics"],
+                       **{label: {k: r[label].get(k) for k in (
+                           "paired_differences", "paired_differences_decoded", "metrics",
+                           "train_seconds")} for label, _, _ in COMPARISONS if label in r}}
                                for s, r in trained.items()},
                    "knn_table": knn_sizes, "wall_seconds": time.time() - start}, f, indent=2)
 

@@ -23,6 +23,20 @@ SHARED_DATA = os.path.normpath(os.path.join(
     os.path.dirname(__file__), "..", "..", "shared", "data"))
 
 
+def benchmark_snippet(snippet, *args):
+    """Runs ``snippet`` in a fresh Python from ``benchmarks/``, as its scripts
+    run (their absl flags stay out of the test process); the JSON of its
+    last printed line."""
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, "-c", snippet, *args],
+                          cwd=os.path.join(ROOT, "benchmarks"), capture_output=True, text=True,
+                          timeout=300,
+                          env=dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 _STRATEGIES = {}
 
 

@@ -2,12 +2,9 @@
 minus control, and its argument parsing (run in a subprocess from the
 benchmarks folder, as the script itself runs)."""
 
-import json
-import os
-import subprocess
-import sys
+import numpy as np
 
-from conftest import ROOT
+from conftest import benchmark_snippet
 
 SNIPPET = r"""
 import json
@@ -40,11 +37,7 @@ print(json.dumps({"same": same, "up": up, "refused": refused, "point_mAP": point
 
 
 def test_paired_intervals_and_arm_parsing():
-    proc = subprocess.run([sys.executable, "-c", SNIPPET], cwd=os.path.join(ROOT, "benchmarks"),
-                          capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3"))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = benchmark_snippet(SNIPPET)
     for key, (diff, low, high) in out["same"].items():  # an arm against itself
         assert diff == low == high == 0, key
     diff, low, high = out["up"]["mAP"]
@@ -99,12 +92,7 @@ print(json.dumps({"up": up, "subset": view["subset_accuracy"], "mAP": view["mAP"
 
 
 def test_decoded_sets_against_tuned_sets_of_the_same_runs(tmp_path):
-    proc = subprocess.run([sys.executable, "-c", DECODED_SNIPPET, str(tmp_path / "runs")],
-                          cwd=os.path.join(ROOT, "benchmarks"), capture_output=True, text=True,
-                          timeout=300,
-                          env=dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3"))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = benchmark_snippet(DECODED_SNIPPET, str(tmp_path / "runs"))
     # Decoded minus tuned: subset accuracy .95 - .80 on every resample's
     # pairing, mAP exactly 0 (both from the same scores).
     diff, low, high = out["up"]["subset_accuracy"]
@@ -114,3 +102,65 @@ def test_decoded_sets_against_tuned_sets_of_the_same_runs(tmp_path):
     assert abs(out["subset"] - 0.95) < 1e-12 and abs(out["hamming"] - 10 / 800) < 1e-12
     assert out["mAP"] == out["mAP_scores"]
     assert out["refused"] and out["tuned_ok"] and out["decoded_ok"]
+
+
+FAST_SNIPPET = r"""
+import json
+import numpy as np
+from absl import flags
+import compare
+from mltf import metrics
+
+flags.FLAGS(["compare"])
+rng = np.random.default_rng(3)
+n, c = 150, 6
+ids = np.arange(n)
+y = (rng.random((n, c)) < 0.3).astype(np.uint8)
+y[:, 5] = 0
+y[:2, 5] = 1  # two positives: many resamples draw none, so that class is left out
+y[10:20] = 0  # empty true sets
+arm, control = [], []
+for _ in range(2):  # two seeds
+    # Scores rounded to 0.1: ties within a class, and between a row's copies.
+    s = np.round(0.4 * y + 0.6 * rng.random((n, c)), 1).astype(np.float32)
+    control.append((ids, y, s))
+    arm.append((ids, y, s, rng.random((n, c)) < 0.3))
+
+
+def reference(arm, control, resamples, seed=0):
+    # compare.py's loop before the vectorised path: every resample's rows
+    # drawn and scored by mltf.metrics.
+    rng = np.random.default_rng(seed)
+
+    def difference(index):
+        diffs = []
+        for a, b in zip(arm, control):
+            ma = metrics.compute_all(a[1][index], np.asarray(a[3][index], np.float32))
+            mb = metrics.compute_all(b[1][index], b[2][index])
+            ma["mAP"] = metrics.mean_average_precision(a[1][index], a[2][index])
+            diffs.append([ma[k] - mb[k] for k in compare.CI_KEYS])
+        return np.nanmean(diffs, axis=0)
+
+    point = difference(np.arange(n))
+    draws = np.array([difference(rng.integers(0, n, n)) for _ in range(resamples)])
+    low, high = np.nanpercentile(draws, [2.5, 97.5], axis=0)
+    return {k: [point[i], low[i], high[i]] for i, k in enumerate(compare.CI_KEYS)}
+
+
+weights = np.array([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(5)])
+rows = [np.repeat(ids, w) for w in weights]
+print(json.dumps({
+    "fast": compare.paired_intervals(arm, control, 120, seed=7),
+    "reference": reference(arm, control, 120, seed=7),
+    "ap": compare._weighted_ap(y.astype(bool), control[0][2].astype(np.float64),
+                               weights).tolist(),
+    "ap_reference": [metrics.mean_average_precision(y[r], control[0][2][r]) for r in rows]}))
+"""
+
+
+def test_vectorised_bootstrap_equals_the_resample_loop():
+    out = benchmark_snippet(FAST_SNIPPET)
+    for key, values in out["reference"].items():
+        assert np.allclose(out["fast"][key], values, rtol=0, atol=1e-12), key
+    # mAP of weighted rows equals mAP of the rows repeated by their weights.
+    assert np.allclose(out["ap"], out["ap_reference"], rtol=0, atol=1e-12)

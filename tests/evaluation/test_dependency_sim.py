@@ -7,7 +7,7 @@ import sys
 import numpy as np
 from scipy.stats import norm
 
-from conftest import ROOT
+from conftest import ROOT, benchmark_snippet
 
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 import simlib  # noqa: E402
@@ -68,3 +68,50 @@ def test_oracles_equal_brute_force_over_sets():
             on = pi[j] * mixture_pdf(x[i, j], 1, MU[j], sigma, q, r)
             off = (1 - pi[j]) * mixture_pdf(x[i, j], 0, MU[j], sigma, q, r)
             np.testing.assert_allclose(got["independent"][i, j], on / (on + off), rtol=1e-9)
+
+
+TABLE_SNIPPET = r"""
+import json
+from absl import flags
+import dependency_sim as sim
+
+flags.FLAGS(["sim", "--decoding=prior", "--train_dataset=nuswide81"])
+keys = sim.SET_KEYS
+run = lambda v: {**{k: v for k in keys}, "labels_per_image_pred": 2.0}
+tuned, half = list(sim.DECODED_TITLES)
+diff = lambda d: {k: (d, d / 2, 2 * d) for k in keys}
+trained = {1.0: {"retdm": {
+    "paired_differences_decoded": {
+        tuned: {"base+decoded": diff(0.01), "retdm+decoded": diff(0.01)},
+        half: {"base+decoded": diff(0.03), "retdm+decoded": diff(0.03)}},
+    "metrics": {"base": [run(0.55), run(0.75)], "retdm": [run(0.4)] * 2,
+                "base+tuned": [run(0.5), run(0.7)], "base+decoded": [run(0.6), run(0.8)],
+                "retdm+tuned": [run(0.4)] * 2, "retdm+decoded": [run(0.45)] * 2}},
+    "diagnostics": {"base": [{"decoding_w": 0.3}, {"decoding_w": 1.0}],
+                    "retdm": [{"decoding_w": 0.0}] * 2}}}
+oracles = {("nuswide81", 1.0): {"set_map": run(0.75)}, ("coco2014_subset", 1.0): {"x": run(0)}}
+print(json.dumps({"lines": sim.decoding_lines(oracles, trained),
+                  "titles": list(sim.DECODED_TITLES)}))
+"""
+
+
+def test_the_decoding_table_reads_compare_py_summaries():
+    out = benchmark_snippet(TABLE_SNIPPET)
+    lines = out["lines"]
+    # Each interval in its own section: decoded - tuned, then decoded - 0.5.
+    rows = [i for i, line in enumerate(lines) if line.startswith("| 1 | base | +")]
+    assert [lines[i] for i in rows] == [
+        "| 1 | base | " + " | ".join([cell] * 5) + " |"
+        for cell in ("+1.00 [+0.50, +2.00]", "+3.00 [+1.50, +6.00]")]
+    assert "tuned thresholds" in lines[rows[0] - 4] and "0.5" in lines[rows[1] - 4]
+    # Mean over the two seeds, the chosen w per seed, then the oracle of that
+    # dataset and sigma only.
+    assert "| 1 | base+decoded | 2 | 0.3 1 | " + " | ".join(["70.00"] * 5) + " | 2.00 |" in lines
+    assert "| 1 | base+tuned | 2 |  | " + " | ".join(["60.00"] * 5) + " | 2.00 |" in lines
+    assert "| 1 | base | 2 |  | " + " | ".join(["65.00"] * 5) + " | 2.00 |" in lines
+    assert lines[-1] == "| 1 | oracle set_map | | | " + " | ".join(["75.00"] * 5) + " | 2.00 |"
+    # The section titles are the ones compare.py --decoded writes.
+    with open(os.path.join(ROOT, "benchmarks", "compare.py")) as f:
+        source = f.read().replace('"\n                 "', "")
+    for title in out["titles"]:
+        assert f'("{title}"' in source, title
