@@ -1,7 +1,8 @@
 """Set-level decoding in TensorFlow ops, for the exported model
-(``mltf.export --set_decoding``): the label-set prior's decoding of
-``mltf.decoding`` (``prior_scores``) in one graph, no numpy and no mltf at
-serving time.
+(``mltf.export --set_decoding``): ``mltf.decoding``'s decoding with the
+label-set prior (``prior_scores``), the likelihood alone (BCE) or a method's
+dependency scorer (``mltf.methods.scoring``: the WGAN-gp critic, RETDM's
+embedding) in one graph, no numpy and no mltf at serving time.
 
 Every step is the numpy module's, in float64 and in the same order of
 operations, so the decoded sets are its sets bit for bit (tests/evaluation/
@@ -10,12 +11,14 @@ the labels of smallest ``|logit q|`` (a stable sort: equal ones in label
 order); the ``m`` training sets of highest likelihood (equal ones: the more
 frequent, then the lower index, by the same 1e-12 key offsets; ``top_k``
 keeps the lower index of equal keys); a repeat of an earlier slot is
-invalid; the score ``loglik(q) + w * log(1 + count)``, the count looked up
-by the set's key (its labels as a string of 0s and 1s) in a
-``tf.lookup.StaticHashTable``; the decoded set is the first valid slot of
-highest score (ties: the earlier slot, as ``np.argmax``). The method's own
-scorers (the WGAN-gp critic, RETDM's embedding distance) are not in the
-graph: ``mltf.export`` refuses them.
+invalid; the score ``loglik(q) + w * dep``, ``dep`` the prior
+``log(1 + count)`` (the count looked up by the set's key, its labels as a
+string of 0s and 1s, in a ``tf.lookup.StaticHashTable``) or the scorer's
+``score(embed(x), candidates)`` on the model input ``x`` (float32, as
+``scoring.dependency_scores``); the decoded set is the first valid slot of
+highest score (ties: the earlier slot, as ``np.argmax``). RETDM's kNN
+candidates (``scoring.nearest_sets``) come after the likeliest sets: f_y of
+the training sets is computed once, at construction, and held as a constant.
 """
 
 import itertools
@@ -44,10 +47,11 @@ def _set_keys(sets):
     return tf.strings.reduce_join(tf.strings.as_string(sets), axis=-1)
 
 
-class PriorSetDecoder(tf.Module):
-    """``call(p)``: the decoded sets (bool ``[B, C]``) of probabilities ``p``
-    (float32 ``[B, C]``), as ``mltf.training.set_decoding`` decodes them with
-    the label-set prior (or, ``prior`` False, by likelihood alone).
+class SetDecoder(tf.Module):
+    """``call(p, x)``: the decoded sets (bool ``[B, C]``) of probabilities
+    ``p`` (float32 ``[B, C]``) of model inputs ``x`` (used by ``scorer``
+    only), as ``mltf.training.set_decoding`` decodes them with the label-set
+    prior, a method's scorer, or (neither) by likelihood alone.
 
     Args:
       thresholds: ``[C]`` the classifier's thresholds.
@@ -56,17 +60,34 @@ class PriorSetDecoder(tf.Module):
       k: labels flipped in every combination.
       m: likeliest training sets added.
       shift: the likelihood of ``p`` shifted to the thresholds.
-      prior: add ``w * log(1 + count)``; False: a method without a
-        dependency model (BCE), by likelihood alone.
+      prior: add ``w * log(1 + count)``; False: the scorer's, or (no
+        scorer) a method without a dependency model (BCE), by likelihood
+        alone.
+      scorer: the method's ``SetScorer`` (``set_scorer.keras``), or None.
+      knn: the ``knn`` training sets nearest the image in the scorer's
+        embedding added last (it needs ``embed_sets``: RETDM); 0: none.
     """
 
-    def __init__(self, thresholds, table, w, k, m, shift=True, prior=True):
+    def __init__(self, thresholds, table, w, k, m, shift=True, prior=True, scorer=None,
+                 knn=0):
         super().__init__(name="set_decoder")
+        if prior and scorer is not None:
+            raise ValueError("the decoder scores by the prior or by a scorer, not both")
+        if knn and not hasattr(scorer, "embed_sets"):
+            raise ValueError(f"knn = {knn} needs a scorer that embeds label sets "
+                             f"(EmbeddingSetScorer), not {type(scorer).__name__}")
+        self.prior = bool(prior)
+        # Held without a trackable dependency: ExportArchive walks its tracked
+        # objects' children for lookup tables, and the walk builds Keras's
+        # default serving signature of every sub-model, which fails for the
+        # critic (it takes labels and features). The scorer's variables reach
+        # the SavedModel through the functions that capture them.
+        object.__setattr__(self, "scorer", scorer)
         self.thresholds = tf.constant(np.asarray(thresholds, np.float64))
         c = int(self.thresholds.shape[0])
         self.k = min(int(k), c)
         self.m = min(int(m), len(table.sets)) if len(table.sets) else 0
-        self.w = float(w) if prior else 0.0
+        self.w = float(w) if prior or scorer is not None else 0.0
         self.shift = bool(shift)
         self.patterns = tf.constant(np.array(list(itertools.product((0, 1), repeat=self.k)),
                                              np.int32).reshape(2 ** self.k, self.k))
@@ -82,6 +103,11 @@ class PriorSetDecoder(tf.Module):
             tf.constant(keys or [""], tf.string),
             tf.constant(np.asarray(table.counts, np.int64) if keys else [0], tf.int64)),
             default_value=0)
+        self.knn = min(int(knn), len(sets))
+        if self.knn:
+            f_y = np.asarray(scorer.embed_sets(tf.constant(sets, tf.float32)), np.float64)
+            self.f_y = tf.constant(f_y)
+            self.f_y_norm = tf.constant((f_y ** 2).sum(axis=1))
 
     def _flips(self, base, q):
         """The thresholded set and its 2^k flips: int32 ``[B, 2^k, C]``."""
@@ -98,14 +124,25 @@ class PriorSetDecoder(tf.Module):
                 + tf.matmul(log_p - log_q, self.sets, transpose_b=True)) + self.tie[None, :]
         return tf.math.top_k(-key, self.m).indices
 
-    def __call__(self, p):
+    def _nearest(self, embedding):
+        """``scoring.nearest_sets``' indices ``[B, knn]``."""
+        f_i = tf.cast(embedding, tf.float64)
+        d2 = (tf.reduce_sum(f_i ** 2, axis=1, keepdims=True)
+              - 2.0 * tf.matmul(f_i, self.f_y, transpose_b=True) + self.f_y_norm[None, :])
+        return tf.argsort(d2, axis=1, stable=True)[:, :self.knn]
+
+    def __call__(self, p, x=None):
         p = tf.cast(p, tf.float64)
+        uses_scorer = self.scorer is not None and (self.w != 0 or self.knn)
+        embedding = self.scorer.embed(x) if uses_scorer else None
         q = _shift(p, self.thresholds[None, :])
         base = tf.cast(p >= self.thresholds[None, :], tf.int32)
         parts = [self._flips(base, q)]
         if self.m > 0:
             index = self._likeliest(q if self.shift else p)
             parts.append(tf.cast(tf.gather(self.sets, index), tf.int32))
+        if self.knn:
+            parts.append(tf.cast(tf.gather(self.sets, self._nearest(embedding)), tf.int32))
         sets = tf.concat(parts, axis=1)  # [B, K, C]
         n_slots = sets.shape[1]
         same = tf.reduce_all(sets[:, :, None, :] == sets[:, None, :, :], axis=-1)  # [B, K, K]
@@ -116,9 +153,12 @@ class PriorSetDecoder(tf.Module):
         y = tf.cast(sets, tf.float64)
         score = (tf.reduce_sum(y * log_p[:, None, :], axis=-1)
                  + tf.reduce_sum((1.0 - y) * log_q[:, None, :], axis=-1))
-        if self.w != 0:
+        if self.w != 0 and self.prior:
             count = self.counts.lookup(_set_keys(sets))
             score = score + self.w * tf.math.log1p(tf.cast(count, tf.float64))
+        elif self.w != 0:
+            dep = self.scorer.score(embedding, tf.cast(sets, tf.float32))
+            score = score + self.w * tf.cast(dep, tf.float64)
         score = tf.where(valid, score, -np.inf)
         best = tf.reduce_max(score, axis=1, keepdims=True)
         slots = tf.range(n_slots)[None, :]

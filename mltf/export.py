@@ -38,19 +38,22 @@ that takes encoded image bytes.
   ``label_names``, ``thresholds``, ``image_size`` [H, W], ``preprocessing``,
   ``backbone``, ``signatures`` (name to input and output names), and with
   ``--set_decoding`` ``set_decoding`` (``w``, ``k``, ``m``, ``shift``,
-  ``scorer``).
+  ``scorer``, ``knn``; with a method's scorer ``scorer_class``).
 
 ``--set_decoding`` adds a third output to ``serving_default`` and
 ``serve_tensors``: ``decoded`` bool [None, C], each image's label set chosen
-by set-level decoding with the ``set_decoding.npz`` beside the model
-(``mltf.train.set_decoding = True`` wrote it), computed in the graph
-(``mltf.decoding_graph``): the sets ``mltf.evaluate --set_decoding`` and
-``mltf.predict --set_decoding`` pick, bit for bit. Supported: the label-set
-prior (``mltf.set_decoding_options.scorer = 'prior'``, any method) and a
-method without a dependency model (BCE: by likelihood alone); a run decoded
-with its method's scorer (``set_scorer.keras``: the WGAN-gp critic, RETDM's
-embedding) is refused (exit code 2): retrain with the prior scorer, or
-decode with ``mltf.predict --set_decoding``.
+by set-level decoding with the ``set_decoding.npz`` (and ``set_scorer.keras``)
+beside the model (``mltf.train.set_decoding = True`` wrote them), computed in
+the graph (``mltf.decoding_graph``): the sets ``mltf.evaluate
+--set_decoding`` and ``mltf.predict --set_decoding`` pick. All the scorers
+are held: the label-set prior (``mltf.set_decoding_options.scorer =
+'prior'``, any method), the likelihood alone (BCE), and a method's scorer
+(the WGAN-gp critic D(Y, fext(x)), RETDM's embedding distance, with its kNN
+candidates), which the SavedModel holds as tracked sub-models and runs on the
+same preprocessed input as the classifier. With the prior or the likelihood
+the sets are numpy's bit for bit; a method's scorer is float32 and may
+differ from ``mltf.predict``'s in the last bits (another batch size), which
+only matters for candidates whose scores tie to within that.
 
 Flags: ``--model`` (a ``.keras`` file or a run folder), ``--output_dir``,
 ``--image_size`` (N or HxW; needed only for a model that takes any size),
@@ -66,7 +69,8 @@ Use::
 
 Exit codes: 0 on success, 2 for a missing model, an existing output folder
 without ``--overwrite``, a model that does not take images, or a
-``--set_decoding`` without ``set_decoding.npz`` or with a method's scorer.
+``--set_decoding`` without ``set_decoding.npz`` (or with kNN candidates and
+no ``set_scorer.keras``).
 """
 
 import os
@@ -92,7 +96,7 @@ def define_flags(flag_values=FLAGS) -> None:
     flags.DEFINE_bool("overwrite", False, "Replace an existing export in "
                       "--output_dir.", flag_values=flag_values)
     flags.DEFINE_bool("set_decoding", False, "Add the decoded label sets (set-level "
-                      "decoding with the prior, from set_decoding.npz beside the model) "
+                      "decoding, from set_decoding.npz and set_scorer.keras beside the model) "
                       "as the output 'decoded'.", flag_values=flag_values)
 
 SAVED_MODEL_DIR = "saved_model"
@@ -111,31 +115,28 @@ class ExportError(Exception):
 
 
 def set_decoder(folder: str, thresholds):
-    """(the ``decoding_graph.PriorSetDecoder`` of the run folder ``folder``'s
-    ``set_decoding.npz`` at ``thresholds`` [C], its ``export_info.json``
-    entry); ExportError for a missing file or a method's scorer."""
+    """(the ``decoding_graph.SetDecoder`` of the run folder ``folder``'s
+    ``set_decoding.npz`` (and ``set_scorer.keras``) at ``thresholds`` [C],
+    its ``export_info.json`` entry); ExportError for a missing file."""
     import numpy as np
     from mltf import decoding_graph
     from mltf.training import set_decoding
 
     try:
-        settings = set_decoding.read_settings(folder)
+        settings, scorer = set_decoding.load_saved(folder)
     except FileNotFoundError as e:
         raise ExportError(str(e)) from None
-    scorer_file = os.path.join(folder, set_decoding.SCORER_FILE)
-    if settings["scorer"] == "method" and os.path.isfile(scorer_file):
-        raise ExportError(
-            f"--set_decoding exports the label-set prior's decoding (mltf.set_decoding_"
-            f"options.scorer = 'prior') or a method without a dependency model (BCE); "
-            f"{folder} decodes with its method's scorer ({scorer_file}), which the exported "
-            "graph does not hold: retrain with the prior, or use mltf.predict --set_decoding")
-    if settings.get("knn", 0):
+    if settings["knn"] and scorer is None:
         raise ExportError(f"--set_decoding: {folder} adds kNN candidates "
-                          "(mltf.set_decoding_options.knn), which need the method's scorer")
-    decoder = decoding_graph.PriorSetDecoder(
+                          f"(mltf.set_decoding_options.knn) but has no "
+                          f"{set_decoding.SCORER_FILE} to embed them")
+    decoder = decoding_graph.SetDecoder(
         np.asarray(thresholds, np.float32), settings["table"], settings["w"], settings["k"],
-        settings["m"], settings["shift"], prior=settings["scorer"] == "prior")
-    info = {key: settings[key] for key in ("w", "k", "m", "shift", "scorer")}
+        settings["m"], settings["shift"], prior=settings["scorer"] == "prior", scorer=scorer,
+        knn=settings["knn"])
+    info = {key: settings[key] for key in ("w", "k", "m", "shift", "scorer", "knn")}
+    if scorer is not None:
+        info["scorer_class"] = type(scorer).__name__
     return decoder, info
 
 
@@ -168,7 +169,7 @@ def write_saved_model(model, spec, path: str, decoder=None) -> None:
         probabilities = tf.cast(model(inputs, training=False), tf.float32)
         out = {"probabilities": probabilities, "predicted": probabilities >= threshold_var}
         if decoder is not None:
-            out["decoded"] = decoder(probabilities)
+            out["decoded"] = decoder(probabilities, inputs)
         return out
 
     def serve_bytes(images):

@@ -45,7 +45,7 @@ def test_graph_decoding_is_numpys_bit_for_bit(w, k, m, shift, prior, tmp_path):
     p = _probabilities()
     table = decoding.LabelSetTable(TIE_SETS, TIE_COUNTS)
     want, cands, loglik, dep = numpy_decoded(p, THRESHOLDS, table, w, k, m, shift, prior)
-    decoder = decoding_graph.PriorSetDecoder(THRESHOLDS, table, w, k, m, shift, prior)
+    decoder = decoding_graph.SetDecoder(THRESHOLDS, table, w, k, m, shift, prior)
     run = tf.function(decoder, input_signature=[tf.TensorSpec([None, 3], tf.float32)])
     np.testing.assert_array_equal(run(tf.constant(p)).numpy(), want)
     if (w, k, m, prior) == (1.0, 3, 2, True):
@@ -76,8 +76,8 @@ def test_export_with_prior_decoding(env, decoding_run, tmp_path, capsys):  # noq
                                           "--set_decoding"], capsys)
     assert code == 0, err
     info = json.loads((out / "export_info.json").read_text())
-    assert info["set_decoding"] == {"w": W, **{k: OPTIONS[k] for k in ("k", "m", "shift",
-                                                                       "scorer")}}
+    assert info["set_decoding"] == {"w": W, "knn": 0,
+                                    **{k: OPTIONS[k] for k in ("k", "m", "shift", "scorer")}}
     assert info["signatures"]["serving_default"]["outputs"] == ["probabilities", "predicted",
                                                                 "decoded"]
     loaded = tf.saved_model.load(str(out / "saved_model"))
@@ -95,7 +95,8 @@ def test_export_with_prior_decoding(env, decoding_run, tmp_path, capsys):  # noq
         OPTIONS["m"], True)[0])
 
 
-def test_export_refuses_a_methods_scorer_and_a_missing_file(env, tmp_path, capsys):  # noqa: F811
+def test_export_refuses_a_missing_file_and_knn_without_a_scorer(env, tmp_path,  # noqa: F811
+                                                                 capsys):
     run = tmp_path / "run"
     run.mkdir()
     (run / "model.keras").write_bytes(open(env["tuned_file"], "rb").read())
@@ -103,10 +104,9 @@ def test_export_refuses_a_methods_scorer_and_a_missing_file(env, tmp_path, capsy
                                      "--set_decoding"], capsys)
     assert code == 2 and "set_decoding.npz not found" in err
     set_decoding.write_settings(str(run / set_decoding.SETTINGS_FILE), 1.0,
-                                dict(OPTIONS, scorer="method"),
+                                dict(OPTIONS, scorer="method", knn=2),
                                 decoding.LabelSetTable(SETS, COUNTS))
-    (run / set_decoding.SCORER_FILE).write_bytes(b"")  # what a WGAN-gp or RETDM run holds
     code, _, err = run_main(export, [f"--model={run}", f"--output_dir={tmp_path / 'b'}",
                                      "--set_decoding"], capsys)
-    assert code == 2 and "scorer = 'prior'" in err and "mltf.predict --set_decoding" in err
+    assert code == 2 and "kNN candidates" in err and set_decoding.SCORER_FILE in err
     assert not (tmp_path / "b").exists()
