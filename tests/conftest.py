@@ -139,7 +139,10 @@ def tiny_bindings(data_dir, **extra):
                 "pipelines.InputConfig.crop_sizes = (32, 24)",
                 "pipelines.InputConfig.batch_size = 8",
                 "mltf.build_backbone.widths = (8, 16)",
-                "mltf.train.epochs = 2"]
+                "mltf.train.epochs = 2",
+                # configs/demo.gin decodes label sets; the tests that need it
+                # bind it back on.
+                "mltf.train.set_decoding = False"]
     bindings += [f"{k} = {v}" for k, v in extra.items()]
     return bindings
 

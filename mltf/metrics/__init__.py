@@ -130,7 +130,8 @@ from mltf.metrics.dependency import (DEPENDENCY_KEYS, cooccurrence_matrix, depen
                                      diagnostics_json)
 from mltf.metrics.ranking import (average_precision, coverage, label_ranking_average_precision,
                                   mean_average_precision, one_error, ranking_loss)
-from mltf.metrics.report import RESULT_KEYS, TOP_K, compute_all, format_table
+from mltf.metrics.report import (RESULT_KEYS, TOP_K, compute_all, format_set_comparison,
+                                 format_table)
 from mltf.metrics.sets import (SET_KEYS, example_precision_recall_f1, jaccard_index, set_metrics,
                                subset_accuracy)
 from mltf.metrics.thresholds import (DEFAULT_THRESHOLD, binarize, hamming_loss, per_class_metrics,
@@ -163,6 +164,7 @@ __all__ = [
     "THRESHOLD_MODES",
     "compute_all",
     "format_table",
+    "format_set_comparison",
     "DEPENDENCY_KEYS",
     "dependency_diagnostics",
     "cooccurrence_matrix",

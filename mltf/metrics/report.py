@@ -125,3 +125,26 @@ def _diagnostics_lines(d, width):
             f"  {'cardinality TVD':<18}{_fmt(d, 'cardinality_tvd', False):>{width}}"
             f"   (images with 0, 1, 2, ... labels: predicted {counts('cardinality_pred')}; "
             f"true {counts('cardinality_true')})"]
+
+
+_COMPARED = (("example_F1", "example-F1", True), ("subset_accuracy", "subset accuracy", True),
+             ("jaccard", "Jaccard", True), ("CF1", "C-F1", True), ("OF1", "O-F1", True),
+             ("labels_per_image_pred", "labels per image", False))
+
+
+def format_set_comparison(columns, scores_map=None) -> str:
+    """The set metrics of several label-set predictions of one split side by
+    side, for stdout: ``columns`` is a sequence of ``(title, compute_all
+    dict)`` (e.g. the sets at 0.5, at the tuned thresholds and decoded);
+    ``scores_map``, the mAP of the scores they share, goes in a last line
+    (decoding changes sets, not scores)."""
+    width = max(12, *(len(title) + 2 for title, _ in columns))
+    lines = ["Label sets side by side (%; labels per image as a number)",
+             f"  {'':<18}" + "".join(f"{title:>{width}}" for title, _ in columns)]
+    for key, label, percent in _COMPARED:
+        lines.append(f"  {label:<18}" + "".join(
+            f"{_fmt(results, key, percent):>{width}}" for _, results in columns))
+    if scores_map is not None:
+        lines.append(f"  {'mAP of the scores':<18}{_fmt({'m': scores_map}, 'm', True):>{width}}"
+                     "   (the same for every column)")
+    return "\n".join(lines)

@@ -258,6 +258,8 @@ def _finish(run, run_dir, model, report, state, chosen, predictions, decoded):
           f"(split {report['split']!r} of {report['data_dir']}; threshold 0.5; "
           f"training {report['train_seconds']:.0f} s; run folder {run_dir}"
           f"{'' if run.chief else ', written by the chief'})")
+    if "metrics_set_decoded" in report:
+        print(_set_comparison(report))
     final = report["final"]
     if final["choice"] == "best":
         print(f"Final weights: epoch {final['epoch']} of training_log.csv, the best "
@@ -324,3 +326,17 @@ def _resolve_preprocessing(mode, model, info) -> str:
             return "none"
         mode = model.preprocessing or backbones.preprocessing_mode(model.backbone.name)
     return preprocessing.mode_for(mode)
+
+
+def _set_comparison(report) -> str:
+    """The reported split's label sets at 0.5, at the tuned thresholds and
+    decoded, side by side (the end of a run with set decoding)."""
+    decoded = report["metrics_set_decoded"]
+    columns = [("threshold 0.5", report["metrics"])]
+    if "metrics_tuned" in report:
+        columns.append(("tuned", report["metrics_tuned"]))
+    columns.append((f"decoded (w={decoded['w']:g})", decoded["metrics"]))
+    return (f"\n{metrics.format_set_comparison(columns, report['metrics']['mAP'])}\n"
+            f"(decoded: whole label sets re-ranked by the likelihood plus w x "
+            f"{decoded['scorer'] or 'no dependency scorer'}, w chosen on the selection split "
+            f"by {decoded['metric']}; metrics_set_decoded in metrics.json)")
