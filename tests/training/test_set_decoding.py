@@ -168,13 +168,20 @@ def test_wgan_gp_chooses_w_and_saves_what_decoding_again_needs(tmp_path):
         np.testing.assert_allclose(again["metrics"][key], entry["metrics"][key], rtol=1e-6)
 
 
-@pytest.mark.slow  # 30 s on 2 cores: two RETDM epochs
-def test_retdm_decodes_with_its_embedding_distance(tmp_path):
+def _retdm_run(tmp_path, *bindings):
+    """(the tiny arff data folder, the folder of a two-epoch RETDM run on it
+    with ``bindings``)."""
     data_dir = _tiny_arff(tmp_path)
     run = tmp_path / "retdm"
     train_in_process("mulan_scene_mlp_retdm.gin", run, _bindings(
         data_dir, "mltf.build_retdm.label_units = 8", "mltf.build_retdm.k = 3",
-        "mltf.build_retdm.classification_epochs = 1", "mltf.train.epochs = 2"))
+        "mltf.build_retdm.classification_epochs = 1", "mltf.train.epochs = 2", *bindings))
+    return data_dir, run
+
+
+@pytest.mark.slow  # 30 s on 2 cores: two RETDM epochs
+def test_retdm_decodes_with_its_embedding_distance(tmp_path):
+    _, run = _retdm_run(tmp_path)
     entry = json.loads((run / "metrics.json").read_text())["metrics_set_decoded"]
     assert entry["scorer"] == "EmbeddingSetScorer" and entry["w"] in entry["grid"]
     scorer = keras.models.load_model(run / set_decoding.SCORER_FILE)
@@ -192,13 +199,9 @@ def test_knn_without_a_label_embedding_fails_before_training(tmp_path):
 
 @pytest.mark.slow  # 30 s on 2 cores: two RETDM epochs
 def test_retdm_knn_candidates_are_saved_and_decoded_again(tmp_path):
-    data_dir = _tiny_arff(tmp_path)
-    run = tmp_path / "retdm"
-    train_in_process("mulan_scene_mlp_retdm.gin", run, _bindings(
-        data_dir, "mltf.build_retdm.label_units = 8", "mltf.build_retdm.k = 3",
-        "mltf.build_retdm.classification_epochs = 1", "mltf.train.epochs = 2",
-        "mltf.set_decoding_options.k = 1", "mltf.set_decoding_options.m = 1",
-        "mltf.set_decoding_options.knn = 2"))
+    data_dir, run = _retdm_run(tmp_path, "mltf.set_decoding_options.k = 1",
+                               "mltf.set_decoding_options.m = 1",
+                               "mltf.set_decoding_options.knn = 2")
     report = json.loads((run / "metrics.json").read_text())
     entry = report["metrics_set_decoded"]
     assert entry["knn"] == 2 and int(np.load(run / set_decoding.SETTINGS_FILE)["knn"]) == 2
