@@ -115,11 +115,7 @@ def likeliest_sets(p, table: LabelSetTable, m: int, chunk: int = 1024) -> np.nda
     sets = table.sets.astype(np.float64)
     m = min(int(m), len(sets))
     out = np.empty((len(log_p), m), np.int64)
-    # Sort key of equal likelihoods; far below any likelihood gap of
-    # different sets, which is at least one |log p - log(1 - p)| term.
-    order = np.lexsort((np.arange(len(sets)), -table.counts))
-    tie = np.empty(len(sets))
-    tie[order] = np.arange(len(sets)) * 1e-12
+    tie = tie_offsets(table.counts)
     for start in range(0, len(log_p), chunk):
         lp, lq = log_p[start:start + chunk], log_q[start:start + chunk]
         key = -(lq.sum(axis=1, keepdims=True) + (lp - lq) @ sets.T) + tie[None, :]
@@ -129,7 +125,19 @@ def likeliest_sets(p, table: LabelSetTable, m: int, chunk: int = 1024) -> np.nda
     return out
 
 
-def _flip_patterns(k: int) -> np.ndarray:
+def tie_offsets(counts) -> np.ndarray:
+    """``[D]`` offsets added to the sort key (minus the log-likelihood) of
+    the training sets with ``counts``, so that equal likelihoods rank the
+    more frequent set first, then the lower index; far below any likelihood
+    gap of different sets, which is at least one |log p - log(1 - p)| term."""
+    counts = np.asarray(counts)
+    order = np.lexsort((np.arange(len(counts)), -counts))
+    tie = np.empty(len(counts))
+    tie[order] = np.arange(len(counts)) * 1e-12
+    return tie
+
+
+def flip_patterns(k: int) -> np.ndarray:
     """All 2^k flip masks, the empty one first: ``[2^k, k]``."""
     return np.array(list(itertools.product((0, 1), repeat=k)), np.uint8).reshape(2 ** k, k)
 
@@ -169,7 +177,7 @@ def candidate_sets(p, thresholds, table: Optional[LabelSetTable] = None, k: int 
     k = min(int(k), c)
     q = shift_to_thresholds(p, t)
     uncertain = np.argsort(np.abs(_logit(q)), axis=1, kind="stable")[:, :k]  # [N, k]
-    patterns = _flip_patterns(k)
+    patterns = flip_patterns(k)
     flips = np.zeros((n, len(patterns), c), np.uint8)
     images, slots = np.arange(n)[:, None], np.arange(len(patterns))[None, :]
     for i in range(k):

@@ -21,8 +21,6 @@ candidates (``scoring.nearest_sets``) come after the likeliest sets: f_y of
 the training sets is computed once, at construction, and held as a constant.
 """
 
-import itertools
-
 import numpy as np
 import tensorflow as tf
 
@@ -89,15 +87,10 @@ class SetDecoder(tf.Module):
         self.m = min(int(m), len(table.sets)) if len(table.sets) else 0
         self.w = float(w) if prior or scorer is not None else 0.0
         self.shift = bool(shift)
-        self.patterns = tf.constant(np.array(list(itertools.product((0, 1), repeat=self.k)),
-                                             np.int32).reshape(2 ** self.k, self.k))
+        self.patterns = tf.constant(decoding.flip_patterns(self.k).astype(np.int32))
         sets = np.asarray(table.sets, np.uint8)
         self.sets = tf.constant(sets.astype(np.float64))
-        # decoding.likeliest_sets' offsets of equal likelihoods.
-        order = np.lexsort((np.arange(len(sets)), -np.asarray(table.counts)))
-        tie = np.empty(len(sets))
-        tie[order] = np.arange(len(sets)) * 1e-12
-        self.tie = tf.constant(tie)
+        self.tie = tf.constant(decoding.tie_offsets(table.counts))
         keys = ["".join(str(int(v)) for v in row) for row in sets]
         self.counts = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
             tf.constant(keys or [""], tf.string),

@@ -140,7 +140,9 @@ def _decoded(scorer, dataset, p, thresholds, table, settings, w):
     k, m, shift = settings["k"], settings["m"], settings["shift"]
     cands = decoding.candidate_sets(p, thresholds, table, k, m, shift,
                                     _nearest(scorer, dataset, table, settings))
-    dep = _dependency(settings["scorer"], scorer, table, dataset, cands.sets)
+    # At w = 0 the decoding reads the likelihood alone: no scorer pass.
+    dep = None if w == 0 else _dependency(settings["scorer"], scorer, table, dataset,
+                                          cands.sets)
     loglik = decoding.log_likelihood(p, cands.sets, thresholds if shift else None)
     index = decoding.decode(loglik, dep, cands.valid, w)
     return cands, index, decoding.chosen_sets(cands, index)
