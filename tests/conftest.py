@@ -9,6 +9,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MLTF_FINAL_FIGURES", "0")
 
 import gin  # noqa: E402
+from absl import flags  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -145,6 +146,17 @@ def tiny_bindings(data_dir, **extra):
                 "mltf.train.set_decoding = False"]
     bindings += [f"{k} = {v}" for k, v in extra.items()]
     return bindings
+
+
+def run_main(module, argv, capsys):
+    """Runs ``module.main`` in-process with fresh flags; (code, out, err)."""
+    fv = flags.FlagValues()
+    module.define_flags(fv)
+    rest = fv(["prog"] + list(argv))
+    capsys.readouterr()
+    code = module.main(rest, fv)
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
 def train_in_process(config, model_dir, bindings):

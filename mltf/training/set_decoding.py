@@ -177,6 +177,52 @@ def decode_saved_sets(folder: str, dataset, p, thresholds) -> np.ndarray:
                     settings["w"])[2]
 
 
+def choose_and_decode(scorer, options: dict, table, thresholds, select, evaluate):
+    """(the ``metrics_set_decoded`` entry, the reported split's decoded sets
+    ``[N, C]``): ``w`` chosen on the selection split by ``options['metric']``,
+    then the reported split decoded at it.
+
+    Args:
+      scorer: the method's ``SetScorer`` or None (the prior, or BCE).
+      options: ``set_decoding_options()``'s dict.
+      table: the training split's ``LabelSetTable``.
+      thresholds: the classifier's per-class thresholds ``[C]``.
+      select: the selection split's ``(dataset, labels, scores)``, the
+        dataset one pass over the images of the scores' rows, in order.
+      evaluate: the reported split's ``(dataset, labels, scores)``.
+    """
+    select_ds, y_sel, p_sel = select
+    sel = decoding.candidate_sets(p_sel, thresholds, table, options["k"], options["m"],
+                                  options["shift"], _nearest(scorer, select_ds, table, options))
+    dep_sel = _dependency(options["scorer"], scorer, table, select_ds, sel.sets)
+    w, figures = decoding.choose_weight(y_sel, p_sel, sel, dep_sel, options["grid"],
+                                        options["metric"],
+                                        thresholds if options["shift"] else None)
+    thresholded = decoding.evaluate_sets(y_sel, p_sel, sel.sets[:, 0])[options["metric"]]
+    entry, sets = _decode(scorer, *evaluate, thresholds, table, options, w)
+    entry.update({"grid": [f["w"] for f in figures], "metric": options["metric"],
+                  "selection": figures, "selection_thresholded": thresholded})
+    return entry, sets
+
+
+def save(folder: str, scorer, options: dict, table, w: float, save_model) -> None:
+    """Writes what ``decode_saved`` reads: ``set_scorer.keras`` (when there
+    is a scorer, by ``save_model(model, path)``) and ``set_decoding.npz``."""
+    if scorer is not None:
+        save_model(scorer, os.path.join(folder, SCORER_FILE))
+    write_settings(os.path.join(folder, SETTINGS_FILE), w, options, table)
+
+
+def summary_line(entry: dict) -> str:
+    """One line on the choice of ``w`` (the end of a run, ``mltf.decode``)."""
+    metric, figures = entry["metric"], entry["selection"]
+    return (f"Set-level decoding ({entry['scorer'] or 'likelihood only'}): w = {entry['w']:g} "
+            f"chosen on the selection split ({metric} {100 * figures[0][metric]:.2f} at w = 0, "
+            f"{100 * max(f[metric] for f in figures):.2f} at w; thresholded "
+            f"{100 * entry['selection_thresholded']:.2f}); {100 * entry['changed_sets']:.1f}% "
+            "of the reported sets differ from the thresholded ones (metrics_set_decoded)")
+
+
 def decode_run(plugin, run, fit_model, model, select_ds, eval_ds: Optional[object],
                predictions, select_predictions):
     """(the ``metrics_set_decoded`` entry, the evaluation split's decoded
@@ -197,27 +243,10 @@ def decode_run(plugin, run, fit_model, model, select_ds, eval_ds: Optional[objec
     scorer = plugin.set_scorer(run, fit_model) if options["scorer"] == "method" else None
     table = decoding.LabelSetTable.from_labels(run.train_labels)
     thresholds = keras.ops.convert_to_numpy(model.thresholds)
-    y_sel, p_sel = select_predictions
-    sel = decoding.candidate_sets(p_sel, thresholds, table, options["k"], options["m"],
-                                  options["shift"], _nearest(scorer, select_ds, table, options))
-    dep_sel = _dependency(options["scorer"], scorer, table, select_ds, sel.sets)
-    w, figures = decoding.choose_weight(y_sel, p_sel, sel, dep_sel, options["grid"],
-                                        options["metric"],
-                                        thresholds if options["shift"] else None)
-    thresholded = decoding.evaluate_sets(y_sel, p_sel, sel.sets[:, 0])[options["metric"]]
-    _, y, p = predictions
-    entry, sets = _decode(scorer, select_ds if eval_ds is None else eval_ds, y, p, thresholds,
-                          table, options, w)
-    entry.update({"grid": [f["w"] for f in figures], "metric": options["metric"],
-                  "selection": figures, "selection_thresholded": thresholded})
+    entry, sets = choose_and_decode(
+        scorer, options, table, thresholds, (select_ds, *select_predictions),
+        (select_ds if eval_ds is None else eval_ds, *predictions[1:]))
     if run.chief:
-        if scorer is not None:
-            run.save_model(scorer, os.path.join(run.model_dir, SCORER_FILE))
-        write_settings(os.path.join(run.model_dir, SETTINGS_FILE), w, options, table)
-    metric = options["metric"]
-    print(f"Set-level decoding ({entry['scorer'] or 'likelihood only'}): w = {w:g} chosen on "
-          f"the selection split ({metric} {100 * figures[0][metric]:.2f} at w = 0, "
-          f"{100 * max(f[metric] for f in figures):.2f} at w; thresholded "
-          f"{100 * thresholded:.2f}); {100 * entry['changed_sets']:.1f}% of the reported "
-          "sets differ from the thresholded ones (metrics_set_decoded)", flush=True)
+        save(run.model_dir, scorer, options, table, entry["w"], run.save_model)
+    print(summary_line(entry), flush=True)
     return entry, sets

@@ -108,6 +108,7 @@ FAST_SNIPPET = r"""
 import json
 import numpy as np
 from absl import flags
+import cilib
 import compare
 from mltf import metrics
 
@@ -152,8 +153,8 @@ rows = [np.repeat(ids, w) for w in weights]
 print(json.dumps({
     "fast": compare.paired_intervals(arm, control, 120, seed=7),
     "reference": reference(arm, control, 120, seed=7),
-    "ap": compare._weighted_ap(y.astype(bool), control[0][2].astype(np.float64),
-                               weights).tolist(),
+    "ap": cilib._weighted_ap(y.astype(bool), control[0][2].astype(np.float64),
+                             weights).tolist(),
     "ap_reference": [metrics.mean_average_precision(y[r], control[0][2][r]) for r in rows]}))
 """
 

@@ -14,10 +14,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from absl import flags
 from sklearn import metrics as sk_metrics
 
-from conftest import read_records, write_corrupt, write_image
+from conftest import read_records, run_main, write_corrupt, write_image  # noqa: F401
 from mltf import backbones, evaluate, export, inference, metrics, models, predict
 from mltf.data import writer
 from mltf.data.sources import Item, SourceData
@@ -101,17 +100,6 @@ def val_truth(data_dir, model):
     for row, r in enumerate(records):
         y[row, r["labels"]] = 1
     return y, model_scores(model, x)
-
-
-def run_main(module, argv, capsys):
-    """Runs ``module.main`` in-process with fresh flags; (code, out, err)."""
-    fv = flags.FlagValues()
-    module.define_flags(fv)
-    rest = fv(["prog"] + list(argv))
-    capsys.readouterr()
-    code = module.main(rest, fv)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def run_module(args, **kw):

@@ -24,7 +24,8 @@ LAYERS = [
     ("models", ["mltf.models", "mltf.inference", "mltf.decoding", "mltf.decoding_graph"]),
     ("methods", ["mltf.methods", "mltf.wgan", "mltf.retdm"]),
     ("training", ["mltf.training"]),
-    ("cli", ["mltf.train", "mltf.evaluate", "mltf.predict", "mltf.export", "pipelines.show"]),
+    ("cli", ["mltf.train", "mltf.evaluate", "mltf.predict", "mltf.export", "mltf.decode",
+             "pipelines.show"]),
 ]
 # Packages of one layer that must not import each other (each may import
 # the lower layers): the metrics and backbones do not know each other.
