@@ -108,6 +108,19 @@ def read_records(data_dir, split):
     return info, out
 
 
+def write_split_images(data_dir, split, folder):
+    """(the records of a split, their images written as files in ``folder``
+    under their ids, in record order)."""
+    _, records = read_records(data_dir, split)
+    files = []
+    for r in records:
+        path = folder / r["id"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(r["encoded"])
+        files.append(str(path))
+    return records, files
+
+
 @pytest.fixture
 def shared_data():
     """Path of ../shared/data; skips the test when it is absent."""

@@ -11,7 +11,7 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import read_records
+from conftest import write_split_images
 from test_inference import LABELS, env, run_main, val_truth  # noqa: F401 (fixture)
 from mltf import decoding, evaluate, predict
 from mltf.training import set_decoding
@@ -35,14 +35,7 @@ def decoding_run(env, tmp_path_factory):  # noqa: F811 (the imported fixture)
     shutil.copy(env["tuned_file"], run / "model.keras")
     set_decoding.write_settings(str(run / set_decoding.SETTINGS_FILE), W, OPTIONS,
                                 decoding.LabelSetTable(SETS, COUNTS))
-    _, records = read_records(env["data_dir"], "val")
-    files = []
-    for r in records:
-        path = root / "images" / r["id"]
-        path.parent.mkdir(exist_ok=True)
-        path.write_bytes(r["encoded"])
-        files.append(str(path))
-    return run, files
+    return run, write_split_images(env["data_dir"], "val", root / "images")[1]
 
 
 def _by_hand(p, thresholds):
