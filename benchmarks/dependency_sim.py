@@ -165,23 +165,34 @@ def oracle_metrics(test, train, x, mu, sigma):
     return out
 
 
+def data_arguments():
+    """The flags the simulated records depend on besides dataset and sigma."""
+    return {k: FLAGS[k].value for k in ("weak_fraction", "weak_scale", "mu_low", "mu_high",
+                                        "mix_dim", "seed", "num_train", "num_test")}
+
+
+def reuse_data(info):
+    """Whether the dataset of ``info`` (its dataset_info.json) is there to
+    reuse; stops the script when it was simulated with other flags."""
+    if not os.path.exists(info):
+        return False
+    # The folder's name holds the dataset and sigma only: data simulated
+    # with other flags must not be trained on as if they were these.
+    with open(info) as f:
+        written = json.load(f).get("arguments")
+    if written != data_arguments():
+        sys.exit(f"{info} was written with {written}, not {data_arguments()}: use another "
+                 "--out_dir")
+    print(f"data: reusing {os.path.dirname(info)} (written with these flags)", flush=True)
+    return True
+
+
 def write_records(folder, names, splits_xy, mix):
     """Writes ``{split: (x, labels)}`` with the project's writer (skipped
     when ``folder`` already holds the dataset)."""
     from mltf.data import schema, writer
     from mltf.data.sources import Item, SourceData
-    arguments = {k: FLAGS[k].value for k in ("weak_fraction", "weak_scale", "mu_low", "mu_high",
-                                             "mix_dim", "seed", "num_train", "num_test")}
-    info = os.path.join(folder, schema.INFO_FILE)
-    if os.path.exists(info):
-        # The folder's name holds the dataset and sigma only: data simulated
-        # with other flags must not be trained on as if they were these.
-        with open(info) as f:
-            written = json.load(f).get("arguments")
-        if written != arguments:
-            sys.exit(f"{folder} was written with {written}, not {arguments}: use another "
-                     "--out_dir")
-        print(f"data: reusing {folder} (written with these flags)", flush=True)
+    if reuse_data(os.path.join(folder, schema.INFO_FILE)):
         return
     items = {}
     for split, (x, labels) in splits_xy.items():
@@ -191,7 +202,7 @@ def write_records(folder, names, splits_xy, mix):
     source = SourceData(label_names=names, splits=items, kind="features",
                         feature_dim=items["train"][0].features.shape[0])
     writer.write_dataset(source, folder, source_name="dependency_sim", overwrite=True,
-                         progress=False, seed=FLAGS.seed, arguments=arguments)
+                         progress=False, seed=FLAGS.seed, arguments=data_arguments())
 
 
 def decoding_args():

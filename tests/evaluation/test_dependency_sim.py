@@ -143,16 +143,14 @@ got = [sim.compare(folder, "data", [], "retdm", seeds)["seeds"]
        for seeds in (["0"], ["0", "1", "2"], ["0", "1", "2"])]
 # Data written with other flags stop the script; with these flags they are reused.
 info = os.path.join(folder, "dataset_info.json")
-outcomes = []
+outcomes = [sim.reuse_data(info)]
+arguments = {"weak_fraction": 0.3, "weak_scale": 0.0, "mu_low": 1.0, "mu_high": 3.0,
+             "mix_dim": 0, "seed": 0, "num_train": 15000, "num_test": 5000}
 for q in (0.5, 0.3):
-    arguments = {k: sim.FLAGS[k].value for k in ("weak_fraction", "weak_scale", "mu_low",
-                                                 "mu_high", "mix_dim", "seed", "num_train",
-                                                 "num_test")}
     with open(info, "w") as f:
         json.dump({"arguments": {**arguments, "weak_fraction": q}}, f)
     try:
-        sim.write_records(folder, ["a"], {}, None)
-        outcomes.append("reused")
+        outcomes.append(sim.reuse_data(info))
     except SystemExit as stop:
         outcomes.append(str(stop))
 print(json.dumps({"calls": calls, "got": got, "outcomes": outcomes}))
@@ -165,4 +163,7 @@ def test_summaries_and_data_are_reused_only_when_they_match(tmp_path):
     # compare.py (which trains the missing seeds), whose summary then serves.
     assert out["calls"] == [["0", "1", "2"]]
     assert out["got"] == [["0"], ["0", "1", "2"], ["0", "1", "2"]]
-    assert "'weak_fraction': 0.5" in out["outcomes"][0] and out["outcomes"][1] == "reused"
+    # No dataset yet: write it; then the one written with q = 0.5 (the
+    # defaults are 0.3) stops the script and the one with the defaults serves.
+    assert out["outcomes"][0] is False
+    assert "'weak_fraction': 0.5" in out["outcomes"][1] and out["outcomes"][2] is True
