@@ -48,7 +48,10 @@ oracles at that noise level. Last, the RETDM kNN table (``mltf.methods.retdm.knn
 the full labelled NUS-WIDE training matrix, timed, and its and the memory
 bank's bytes reported.
 
-Writes ``<out_dir>/summary.md`` and ``summary.json``. Finished runs are reused.
+Writes ``<out_dir>/summary.md`` and ``summary.json``. Finished runs are reused,
+and so are the data (the script stops if they were simulated with other
+flags) and a comparison's summary of the same seeds and resamples (of other
+seeds, compare.py reruns and trains only the missing ones).
 With the defaults and ``--train_noises=0.5,2.0``: about 40 min on 2 shared CPU
 cores (15-25 min per training level, 6 of them compare.py's bootstraps).
 """
@@ -162,12 +165,34 @@ def oracle_metrics(test, train, x, mu, sigma):
     return out
 
 
+def data_arguments():
+    """The flags the simulated records depend on besides dataset and sigma."""
+    return {k: FLAGS[k].value for k in ("weak_fraction", "weak_scale", "mu_low", "mu_high",
+                                        "mix_dim", "seed", "num_train", "num_test")}
+
+
+def reuse_data(info):
+    """Whether the dataset of ``info`` (its dataset_info.json) is there to
+    reuse; stops the script when it was simulated with other flags."""
+    if not os.path.exists(info):
+        return False
+    # The folder's name holds the dataset and sigma only: data simulated
+    # with other flags must not be trained on as if they were these.
+    with open(info) as f:
+        written = json.load(f).get("arguments")
+    if written != data_arguments():
+        sys.exit(f"{info} was written with {written}, not {data_arguments()}: use another "
+                 "--out_dir")
+    print(f"data: reusing {os.path.dirname(info)} (written with these flags)", flush=True)
+    return True
+
+
 def write_records(folder, names, splits_xy, mix):
     """Writes ``{split: (x, labels)}`` with the project's writer (skipped
     when ``folder`` already holds the dataset)."""
     from mltf.data import schema, writer
     from mltf.data.sources import Item, SourceData
-    if os.path.exists(os.path.join(folder, schema.INFO_FILE)):
+    if reuse_data(os.path.join(folder, schema.INFO_FILE)):
         return
     items = {}
     for split, (x, labels) in splits_xy.items():
@@ -177,10 +202,7 @@ def write_records(folder, names, splits_xy, mix):
     source = SourceData(label_names=names, splits=items, kind="features",
                         feature_dim=items["train"][0].features.shape[0])
     writer.write_dataset(source, folder, source_name="dependency_sim", overwrite=True,
-                         progress=False, seed=FLAGS.seed, arguments={
-                             k: FLAGS[k].value for k in (
-                                 "weak_fraction", "weak_scale", "mu_low", "mu_high",
-                                 "mix_dim", "seed", "num_train", "num_test")})
+                         progress=False, seed=FLAGS.seed, arguments=data_arguments())
 
 
 def decoding_args():
@@ -197,20 +219,28 @@ def compare(run_dir, data_dir, args, label, seeds):
     """Runs ``compare.py`` with ``args``; returns its summary.json, kept as
     ``<label>_summary.json`` (and .md) since the next call overwrites it."""
     done = os.path.join(ROOT, run_dir, f"{label}_summary.json")
-    if not os.path.exists(done):
-        cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "compare.py"),
-               f"--out_dir={run_dir}", f"--seeds={','.join(seeds)}",
-               f"--bootstrap={FLAGS.bootstrap}",
-               f"--gin_bindings=pipelines.InputConfig.data_dir = '{data_dir}'",
-               *[f"--gin_bindings={b}" for b in FLAGS.gin_bindings], *decoding_args(), *args]
-        start = time.time()
-        proc = subprocess.run(cmd, cwd=ROOT)
-        if proc.returncode:
-            sys.exit(f"compare.py {label} failed in {run_dir}")
-        print(f"{label} comparison in {run_dir}: {time.time() - start:.0f} s", flush=True)
-        for ext in ("json", "md"):
-            os.replace(os.path.join(ROOT, run_dir, f"summary.{ext}"),
-                       os.path.join(ROOT, run_dir, f"{label}_summary.{ext}"))
+    if os.path.exists(done):
+        with open(done) as f:
+            summary = json.load(f)
+        if (summary["seeds"], summary["bootstrap"]) == (list(seeds), FLAGS.bootstrap):
+            print(f"{label} comparison in {run_dir}: reusing its summary", flush=True)
+            return summary
+        # compare.py reuses the finished runs, so only the new seeds train.
+        print(f"{label} comparison in {run_dir}: its summary has seeds {summary['seeds']}, "
+              f"{summary['bootstrap']} resamples; rerunning compare.py", flush=True)
+    cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "compare.py"),
+           f"--out_dir={run_dir}", f"--seeds={','.join(seeds)}",
+           f"--bootstrap={FLAGS.bootstrap}",
+           f"--gin_bindings=pipelines.InputConfig.data_dir = '{data_dir}'",
+           *[f"--gin_bindings={b}" for b in FLAGS.gin_bindings], *decoding_args(), *args]
+    start = time.time()
+    proc = subprocess.run(cmd, cwd=ROOT)
+    if proc.returncode:
+        sys.exit(f"compare.py {label} failed in {run_dir}")
+    print(f"{label} comparison in {run_dir}: {time.time() - start:.0f} s", flush=True)
+    for ext in ("json", "md"):
+        os.replace(os.path.join(ROOT, run_dir, f"summary.{ext}"),
+                   os.path.join(ROOT, run_dir, f"{label}_summary.{ext}"))
     with open(done) as f:
         return json.load(f)
 

@@ -115,3 +115,55 @@ def test_the_decoding_table_reads_compare_py_summaries():
         source = f.read().replace('"\n                 "', "")
     for title in out["titles"]:
         assert f'("{title}"' in source, title
+
+
+REUSE_SNIPPET = r"""
+import json, os, sys, types
+from absl import flags
+import dependency_sim as sim
+
+flags.FLAGS(["sim"])
+folder = sys.argv[1]
+calls = []
+
+
+def fake_compare_py(cmd, cwd):
+    seeds = next(a for a in cmd if a.startswith("--seeds=")).split("=")[1].split(",")
+    calls.append(seeds)
+    for ext in ("json", "md"):
+        with open(os.path.join(folder, f"summary.{ext}"), "w") as f:
+            json.dump({"seeds": seeds, "bootstrap": 300}, f)
+    return types.SimpleNamespace(returncode=0)
+
+
+sim.subprocess = types.SimpleNamespace(run=fake_compare_py)
+with open(os.path.join(folder, "retdm_summary.json"), "w") as f:
+    json.dump({"seeds": ["0"], "bootstrap": 300}, f)
+got = [sim.compare(folder, "data", [], "retdm", seeds)["seeds"]
+       for seeds in (["0"], ["0", "1", "2"], ["0", "1", "2"])]
+# Data written with other flags stop the script; with these flags they are reused.
+info = os.path.join(folder, "dataset_info.json")
+outcomes = [sim.reuse_data(info)]
+arguments = {"weak_fraction": 0.3, "weak_scale": 0.0, "mu_low": 1.0, "mu_high": 3.0,
+             "mix_dim": 0, "seed": 0, "num_train": 15000, "num_test": 5000}
+for q in (0.5, 0.3):
+    with open(info, "w") as f:
+        json.dump({"arguments": {**arguments, "weak_fraction": q}}, f)
+    try:
+        outcomes.append(sim.reuse_data(info))
+    except SystemExit as stop:
+        outcomes.append(str(stop))
+print(json.dumps({"calls": calls, "got": got, "outcomes": outcomes}))
+"""
+
+
+def test_summaries_and_data_are_reused_only_when_they_match(tmp_path):
+    out = benchmark_snippet(REUSE_SNIPPET, str(tmp_path))
+    # The seed-0 summary serves seed 0 alone; asking for seeds 0-2 reruns
+    # compare.py (which trains the missing seeds), whose summary then serves.
+    assert out["calls"] == [["0", "1", "2"]]
+    assert out["got"] == [["0"], ["0", "1", "2"], ["0", "1", "2"]]
+    # No dataset yet: write it; then the one written with q = 0.5 (the
+    # defaults are 0.3) stops the script and the one with the defaults serves.
+    assert out["outcomes"][0] is False
+    assert "'weak_fraction': 0.5" in out["outcomes"][1] and out["outcomes"][2] is True
