@@ -163,7 +163,7 @@ def main(argv):
     for spec in FLAGS.group:
         title, sep, pattern = spec.partition("=")
         pattern, _, data_dir = pattern.partition("@")
-        run_dirs = sorted(glob.glob(os.path.join(ROOT, pattern)))
+        run_dirs = sorted(d for d in glob.glob(os.path.join(ROOT, pattern)) if os.path.isdir(d))
         if not sep or not run_dirs:
             raise app.UsageError(f"--group={spec!r}: expected TITLE=GLOB naming run folders")
         decoded = decode_group(title, run_dirs, FLAGS.variants, data_dir or None)
