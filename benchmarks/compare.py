@@ -47,10 +47,11 @@ decoder's sets at w = 0) and ``<arm>+decoded`` (the decoded sets). In both
 the set metrics (F1s, precision, recall, subset accuracy, Hamming loss,
 labels per image) come from the sets and the ranking metrics (mAP, ranking
 loss, one-error, coverage, average precision) from the same scores as the
-arm's column, so decoding moves no ranking figure. Three more interval
+arm's column, so decoding moves no ranking figure. Four more interval
 tables: each arm's decoded minus its tuned sets (the same runs: what
-decoding adds), the same against its sets at threshold 0.5, and each arm's
-decoded minus the control's tuned sets.
+decoding adds), the same against its sets at threshold 0.5, each arm's
+decoded minus the control's tuned sets, and each arm's tuned and decoded
+sets minus the control's chosen the same way.
 
   # BCE with the label-set prior, RETDM with its embedding and with the prior:
   python benchmarks/compare.py --config=configs/mulan_scene_mlp_retdm.gin --decoded \
@@ -214,10 +215,15 @@ def decoded_sections(names, reports, control, predictions):
     against = {f"{name}+decoded": paired_intervals(views[name, "decoded"],
                                                    views[control, "tuned"], FLAGS.bootstrap)
                for name in names if name != control}
+    # Each arm's sets chosen the same way as the control's: which model decodes better.
+    alike = {f"{name}+{v}": paired_intervals(views[name, v], views[control, v], FLAGS.bootstrap)
+             for v in VIEWS for name in names if name != control}
     sections = [("Paired difference of `<arm>+decoded` to `<arm>+tuned`, the same runs", own),
                 ("Paired difference of `<arm>+decoded` to `<arm>` (threshold 0.5), the same "
                  "runs", at_half),
-                (f"Paired difference of `<arm>+decoded` to `{control}+tuned`", against)]
+                (f"Paired difference of `<arm>+decoded` to `{control}+tuned`", against),
+                (f"Paired difference of `<arm>+tuned` / `<arm>+decoded` to `{control}+tuned` / "
+                 f"`{control}+decoded`", alike)]
     return columns, sections
 
 

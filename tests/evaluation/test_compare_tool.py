@@ -82,7 +82,18 @@ try:
     refused = False
 except app.UsageError as e:
     refused = "set_decoding = True" in str(e)
+# The control "c": the same scores, its decoded sets the tuned ones (subset .80).
+os.makedirs(os.path.join(out_dir, "c_s0"))
+np.savez(os.path.join(out_dir, "c_s0", "predictions.npz"), ids=ids, labels=y, scores=s,
+         decoded=tuned)
+flags.FLAGS.seeds, flags.FLAGS.bootstrap = ["0"], 50
+reports = {k: [{"thresholds": t}] for k in ("a", "c")}
+_, sections = compare.decoded_sections(
+    ["c", "a"], reports, "c", {k: compare.load_predictions(k, ["0"]) for k in ("a", "c")})
+alike = dict(sections)["Paired difference of `<arm>+tuned` / `<arm>+decoded` to `c+tuned` / "
+                       "`c+decoded`"]
 print(json.dumps({"up": up, "subset": view["subset_accuracy"], "mAP": view["mAP"],
+                  "alike": alike,
                   "mAP_scores": metrics.compute_all(y, s)["mAP"],
                   "hamming": view["hamming_loss"], "refused": refused,
                   "tuned_ok": bool(np.array_equal(loaded_tuned[3], s >= np.float32(t))),
@@ -98,6 +109,11 @@ def test_decoded_sets_against_tuned_sets_of_the_same_runs(tmp_path):
     diff, low, high = out["up"]["subset_accuracy"]
     assert abs(diff - 0.15) < 1e-12 and 0 < low < diff < high
     assert out["up"]["mAP"] == [0.0, 0.0, 0.0]
+    # Arm against control, sets chosen alike: the tuned sets are the same
+    # (same scores and thresholds), the decoded ones .95 against .80.
+    assert sorted(out["alike"]) == ["a+decoded", "a+tuned"]
+    assert out["alike"]["a+tuned"]["subset_accuracy"] == [0.0, 0.0, 0.0]
+    assert abs(out["alike"]["a+decoded"]["subset_accuracy"][0] - 0.15) < 1e-12
     # The sets view: set metrics from the sets, mAP from the scores.
     assert abs(out["subset"] - 0.95) < 1e-12 and abs(out["hamming"] - 10 / 800) < 1e-12
     assert out["mAP"] == out["mAP_scores"]
