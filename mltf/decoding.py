@@ -45,6 +45,11 @@ from mltf.data.label_sets import distinct_label_sets
 # log p is clipped here: a saturated sigmoid (p == 1.0 in float32) must not
 # make every set without that label -inf and so tie them all.
 EPSILON = 1e-7
+# The shift clips p and t only to float64's open interval (0, 1): clipped to
+# EPSILON, a rare label's score and its tuned threshold both under 1e-7 (5e-10
+# and 7e-8 in the NUS-WIDE simulation) made q = 0.5, so that label was flipped
+# first and a tie put it in 16 % of the sets decoded at w = 0.
+SHIFT_BOUNDS = (float(np.finfo(np.float64).tiny), float(np.nextafter(1.0, 0.0)))
 # Dependency scores have no common scale (a critic's are unbounded, RETDM's
 # distances depend on the embedding), so the grid spans four decades.
 DEFAULT_GRID = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
@@ -84,12 +89,19 @@ def _log_probs(p):
     return np.log(p), np.log1p(-p)
 
 
+def shift_logits(p, thresholds) -> np.ndarray:
+    """``logit q = logit p - logit t`` (``t`` scalar or ``[C]``): ``>= 0``
+    exactly where ``p >= t``, finite for any ``p``, ``t`` in [0, 1]."""
+    p = np.clip(np.asarray(p, np.float64), *SHIFT_BOUNDS)
+    t = np.clip(np.asarray(thresholds, np.float64), *SHIFT_BOUNDS)
+    return _logit(p) - _logit(t)
+
+
 def shift_to_thresholds(p, thresholds) -> np.ndarray:
     """``q`` with ``logit q = logit p - logit t``: ``q >= 0.5`` exactly where
     ``p >= t`` (``t`` scalar or ``[C]``)."""
-    p = np.clip(np.asarray(p, np.float64), EPSILON, 1.0 - EPSILON)
-    t = np.clip(np.asarray(thresholds, np.float64), EPSILON, 1.0 - EPSILON)
-    return 1.0 / (1.0 + np.exp(-(_logit(p) - _logit(t))))
+    with np.errstate(over="ignore"):  # exp(745) is inf: q = 0, as it should
+        return 1.0 / (1.0 + np.exp(-shift_logits(p, thresholds)))
 
 
 def _logit(p):
@@ -176,7 +188,7 @@ def candidate_sets(p, thresholds, table: Optional[LabelSetTable] = None, k: int 
     base = (p >= t[None, :]).astype(np.uint8)
     k = min(int(k), c)
     q = shift_to_thresholds(p, t)
-    uncertain = np.argsort(np.abs(_logit(q)), axis=1, kind="stable")[:, :k]  # [N, k]
+    uncertain = np.argsort(np.abs(shift_logits(p, t)), axis=1, kind="stable")[:, :k]  # [N, k]
     patterns = flip_patterns(k)
     flips = np.zeros((n, len(patterns), c), np.uint8)
     images, slots = np.arange(n)[:, None], np.arange(len(patterns))[None, :]

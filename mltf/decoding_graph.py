@@ -35,9 +35,16 @@ def _logit(x):
     return tf.math.log(x) - tf.math.log1p(-x)
 
 
-def _shift(p, t):
-    """``decoding.shift_to_thresholds``."""
-    return 1.0 / (1.0 + tf.exp(-(_logit(_clip(p)) - _logit(_clip(t)))))
+def _shift_logits(p, t):
+    """``decoding.shift_logits``."""
+    low, high = decoding.SHIFT_BOUNDS
+    return (_logit(tf.clip_by_value(p, low, high))
+            - _logit(tf.clip_by_value(t, low, high)))
+
+
+def _shift(z):
+    """``decoding.shift_to_thresholds`` of the shifted logits ``z``."""
+    return 1.0 / (1.0 + tf.exp(-z))
 
 
 def _set_keys(sets):
@@ -102,10 +109,10 @@ class SetDecoder(tf.Module):
             self.f_y = tf.constant(f_y)
             self.f_y_norm = tf.constant((f_y ** 2).sum(axis=1))
 
-    def _flips(self, base, q):
+    def _flips(self, base, z):
         """The thresholded set and its 2^k flips: int32 ``[B, 2^k, C]``."""
         c = tf.shape(base)[1]
-        uncertain = tf.argsort(tf.abs(_logit(q)), axis=1, stable=True)[:, :self.k]
+        uncertain = tf.argsort(tf.abs(z), axis=1, stable=True)[:, :self.k]
         hot = tf.one_hot(uncertain, c, dtype=tf.int32)  # [B, k, C]
         flips = tf.einsum("pk,bkc->bpc", self.patterns, hot)
         return tf.bitwise.bitwise_xor(base[:, None, :], flips)
@@ -128,9 +135,10 @@ class SetDecoder(tf.Module):
         p = tf.cast(p, tf.float64)
         uses_scorer = self.scorer is not None and (self.w != 0 or self.knn)
         embedding = self.scorer.embed(x) if uses_scorer else None
-        q = _shift(p, self.thresholds[None, :])
+        z = _shift_logits(p, self.thresholds[None, :])
+        q = _shift(z)
         base = tf.cast(p >= self.thresholds[None, :], tf.int32)
-        parts = [self._flips(base, q)]
+        parts = [self._flips(base, z)]
         if self.m > 0:
             index = self._likeliest(q if self.shift else p)
             parts.append(tf.cast(tf.gather(self.sets, index), tf.int32))

@@ -111,6 +111,24 @@ def test_shifted_likelihood_matches_the_formula_and_picks_the_thresholded_set():
         assert best.tolist() == (p[i] >= t).astype(int).tolist()
 
 
+def test_scores_and_thresholds_beyond_epsilon_keep_their_order():
+    # A rare label's score and its tuned threshold both under EPSILON (5e-10
+    # and 7e-8 in the NUS-WIDE simulation), and a frequent one's both over
+    # 1 - EPSILON: clipped to EPSILON they made q = 0.5 and w = 0 decoded
+    # other sets than the thresholded ones.
+    t = np.array([7e-8, 1 - 1e-9, 0.5])
+    p = np.array([[5e-10, 1 - 5e-10, 0.6], [9e-8, 1 - 2e-9, 0.4], [0.0, 1.0, 0.5]])
+    z = decoding.shift_logits(p, t)
+    assert z[0, 0] == pytest.approx(math.log(5e-10 / (1 - 5e-10)) - math.log(7e-8 / (1 - 7e-8)))
+    assert np.isfinite(z).all()
+    q = decoding.shift_to_thresholds(p, t)
+    assert ((q >= 0.5) == (p >= t)).all() and (q[:2, :2] != 0.5).all()
+    cands = decoding.candidate_sets(p, t, None, k=3)
+    index = decoding.decode(decoding.log_likelihood(p, cands.sets, t), None, cands.valid, 0.0)
+    assert index.tolist() == [0, 0, 0]
+    assert decoding.chosen_sets(cands, index).tolist() == (p >= t).astype(int).tolist()
+
+
 def test_invalid_slots_are_never_chosen():
     loglik = np.array([[-1.0, -0.5, -2.0]])
     valid = np.array([[True, False, True]])

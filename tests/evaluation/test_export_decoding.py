@@ -69,6 +69,22 @@ def test_graph_decoding_is_numpys_bit_for_bit(w, k, m, shift, prior, tmp_path):
         assert want[0].tolist() == [False, True, False]
 
 
+def test_graph_keeps_the_order_of_scores_and_thresholds_beyond_epsilon():
+    t = np.array([7e-8, 1 - 1e-9, 0.5])
+    p = np.array([[5e-10, 1 - 5e-10, 0.6], [9e-8, 1 - 2e-9, 0.4], [0.0, 1.0, 0.5]])
+    table = decoding.LabelSetTable(TIE_SETS, TIE_COUNTS)
+    for w, k, m in ((0.0, 3, 2), (1.0, 3, 2), (100.0, 1, 0)):
+        want = numpy_decoded(p, t, table, w, k, m, True)[0]
+        decoder = decoding_graph.SetDecoder(t, table, w, k, m, True, True)
+        np.testing.assert_array_equal(decoder(tf.constant(p)).numpy(), want)
+        if w == 0.0:
+            assert want.tolist() == (p >= t).tolist()
+    # k = 1 flips the label nearest its threshold in logit: sky (0.6 against
+    # 0.5), not cat (5e-10 against 7e-8, which EPSILON's clip made q = 0.5);
+    # the flip {dog} (count 5) then wins over the thresholded {dog, sky}.
+    assert want[0].tolist() == [False, True, False]
+
+
 def test_export_with_prior_decoding(env, decoding_run, tmp_path, capsys):  # noqa: F811
     run, files = decoding_run
     out = tmp_path / "export"
