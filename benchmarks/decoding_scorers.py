@@ -23,7 +23,8 @@ Per group: each variant's set metrics on the reported split, mean (std) over
 the runs, the ``w`` chosen per run and the share of sets changed; then paired
 differences with 95 % bootstrap intervals over the reported images, pooled
 over the runs (``cilib.paired_intervals``): each variant against the runs'
-sets at their tuned thresholds, and each method variant against ``prior``.
+sets at their tuned thresholds and at 0.5, and each method variant against
+``prior``.
 mAP is the classifier's in every column (decoding moves sets, not scores).
 Each run's decoding is kept in ``<out_dir>/<group>/`` and reused. Writes
 ``<out_dir>/summary.md`` and ``summary.json``.
@@ -66,11 +67,12 @@ def variant_options(variant: str, metric: str) -> dict:
 
 def decode_group(title, run_dirs, variants, data_dir=None):
     """``{variant: [per run (ids, labels, scores, sets, entry)]}`` plus the
-    tuned sets as ``"tuned"``, sorted by id; decodings reused from disk."""
+    sets at the tuned thresholds as ``"tuned"`` and at 0.5 as ``"0.5"``,
+    sorted by id; decodings reused from disk."""
     from mltf.training import redecode
     folder = os.path.join(ROOT, FLAGS.out_dir, re.sub(r"\W+", "_", title).strip("_"))
     os.makedirs(folder, exist_ok=True)
-    out = {name: [] for name in ["tuned", *variants]}
+    out = {name: [] for name in ["0.5", "tuned", *variants]}
     for run_dir in run_dirs:
         run, name = None, os.path.basename(os.path.normpath(run_dir))
         for variant in variants:
@@ -100,6 +102,7 @@ def decode_group(title, run_dirs, variants, data_dir=None):
                 out[variant].append((ids, y, s, f["sets"][order], entry))
                 if len(out["tuned"]) < len(out[variant]):
                     out["tuned"].append((ids, y, s, s >= f["thresholds"], None))
+                    out["0.5"].append((ids, y, s, s >= 0.5, None))
     return {k: v for k, v in out.items() if v}
 
 
@@ -136,10 +139,11 @@ def group_markdown(title, decoded):
         lines.append(f"| {name} | " + " | ".join(cells + extra) + " |")
     intervals = {}
     for name in decoded:
-        if name == "tuned":
+        if name in ("0.5", "tuned"):
             continue
-        intervals[f"{name} - tuned"] = paired_intervals(decoded[name], decoded["tuned"],
-                                                        FLAGS.bootstrap)
+        for reference in ("tuned", "0.5"):
+            intervals[f"{name} - {reference}"] = paired_intervals(
+                decoded[name], decoded[reference], FLAGS.bootstrap)
         if name != "prior" and "prior" in decoded:
             intervals[f"{name} - prior"] = paired_intervals(decoded[name], decoded["prior"],
                                                             FLAGS.bootstrap)
@@ -171,10 +175,11 @@ def main(argv):
         parts.append(text)
         summary[title] = {"runs": run_dirs, "intervals": intervals,
                           "w": {k: [r[4]["w"] for r in v] for k, v in decoded.items()
-                                if k != "tuned"}}
+                                if k not in ("0.5", "tuned")}}
     header = (f"Set-level decoding per scorer; w chosen by {FLAGS.metric} on each run's "
               "selection split; the reported split's figures, percent except labels per "
-              "image; tuned: the run's own sets at its tuned thresholds.\n\n")
+              "image; tuned: the run's own sets at its tuned thresholds; 0.5: at threshold "
+              "0.5.\n\n")
     text = header + "\n".join(parts)
     print("\n" + text)
     out = os.path.join(ROOT, FLAGS.out_dir)
