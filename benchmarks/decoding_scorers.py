@@ -16,7 +16,10 @@ run's training sets), ``method`` (the run's method scorer: the critic,
 RETDM's embedding; for BCE the likelihood alone) or ``method_knnK``
 (RETDM: also the K training sets nearest each image in the embedding); the
 other ``mltf.set_decoding_options`` keep their defaults, ``--metric``
-chooses ``w``. A variant the run's method cannot give (kNN without a label
+chooses ``w``; ``--threshold_mode=global`` (any ``choose_thresholds`` mode)
+chooses every run's thresholds again on its selection split, for runs whose
+own are poor (give such a run its own ``--out_dir``: decodings are kept by
+run and variant only). A variant the run's method cannot give (kNN without a label
 embedding) is left out of that group.
 
 Per group: each variant's set metrics on the reported split, mean (std) over
@@ -48,6 +51,8 @@ flags.DEFINE_multi_string("group", [], "TITLE=GLOB[@DATA_DIR]: the run folders (
                           "one method on one dataset.")
 flags.DEFINE_list("variants", ["prior", "method"], "prior, method, method_knnK.")
 flags.DEFINE_string("metric", "example_F1", "The metric w maximises on the selection split.")
+flags.DEFINE_string("threshold_mode", "", "A mltf.metrics.choose_thresholds mode (global, ...) "
+                    "chosen again on each run's selection split; empty: the runs' own.")
 flags.DEFINE_integer("bootstrap", 1000, "Bootstrap resamples for the intervals.")
 flags.DEFINE_string("out_dir", "runs/decoding_scorers", "Where the decodings and summary go.")
 
@@ -78,7 +83,8 @@ def decode_group(title, run_dirs, variants, data_dir=None):
         for variant in variants:
             stem = os.path.join(folder, f"{name}_{variant}")
             if not os.path.isfile(stem + ".json"):
-                run = run or redecode.FinishedRun(run_dir, data_dir=data_dir)
+                run = run or redecode.FinishedRun(run_dir, data_dir=data_dir,
+                                                  threshold_mode=FLAGS.threshold_mode or None)
                 options = variant_options(variant, FLAGS.metric)
                 try:
                     run.check(options)
@@ -176,8 +182,10 @@ def main(argv):
         summary[title] = {"runs": run_dirs, "intervals": intervals,
                           "w": {k: [r[4]["w"] for r in v] for k, v in decoded.items()
                                 if k not in ("0.5", "tuned")}}
+    chosen = (f"{FLAGS.threshold_mode} thresholds chosen again there" if FLAGS.threshold_mode
+              else "the runs' own thresholds")
     header = (f"Set-level decoding per scorer; w chosen by {FLAGS.metric} on each run's "
-              "selection split; the reported split's figures, percent except labels per "
+              f"selection split, {chosen}; the reported split's figures, percent except labels per "
               "image; tuned: the run's own sets at its tuned thresholds; 0.5: at threshold "
               "0.5.\n\n")
     text = header + "\n".join(parts)

@@ -15,11 +15,14 @@ likelihood alone for BCE), ``w`` is chosen on the run's selection split
 at it, as the end of a run does (``mltf.training.redecode``). The method's
 scorer comes from the fit model of the run's final epoch
 (``checkpoints/best.keras`` or ``last.keras``, ``--checkpoint`` overrides);
-``--data_dir`` names the dataset folder when it moved since the run.
+``--data_dir`` names the dataset folder when it moved since the run;
+``--thresholds=global`` (any ``mltf.metrics.choose_thresholds`` mode)
+chooses the thresholds again on the selection split, where the run's own
+are poor, and decodes around the sets they give.
 
 Writes ``--output`` (default ``<run_dir>/decode.json``): ``run_dir``,
-``method``, ``checkpoint``, ``options``, ``split``, ``metrics`` (threshold
-0.5), ``metrics_tuned`` (the saved thresholds) and ``metrics_set_decoded``
+``method``, ``checkpoint``, ``options``, ``split``, ``thresholds``,
+``metrics`` (threshold 0.5), ``metrics_tuned`` (at ``thresholds``) and ``metrics_set_decoded``
 (as in ``metrics.json``: ``w``, ``scorer``, the selection figures per
 ``w``); beside it ``<stem>.npz`` with the reported split's ``ids``,
 ``labels``, ``scores`` and ``decoded`` sets, for paired comparisons.
@@ -58,11 +61,15 @@ def define_flags(flag_values=FLAGS) -> None:
                       flag_values=flag_values)
     flags.DEFINE_string("data_dir", None, "The dataset folder, when it moved since the run "
                         "(default: the one metrics.json names).", flag_values=flag_values)
+    flags.DEFINE_string("thresholds", "model", "model (the run's saved thresholds) or a "
+                        "mltf.metrics.choose_thresholds mode (global, f1, ...) chosen again on "
+                        "the selection split; the candidates start from the set they give.",
+                        flag_values=flag_values)
     flags.DEFINE_integer("batch_size", 256, "Inference batch size.", flag_values=flag_values)
 
 
 def decode(run_dir: str, options: dict, checkpoint=None, batch_size: int = 256,
-           save: bool = False, data_dir=None):
+           save: bool = False, data_dir=None, thresholds: str = "model"):
     """(the report written as JSON, the reported split's ``(ids, labels,
     scores, decoded)``) of ``run_dir`` decoded under ``options``
     (``mltf.training.set_decoding.set_decoding_options()``'s dict).
@@ -72,13 +79,18 @@ def decode(run_dir: str, options: dict, checkpoint=None, batch_size: int = 256,
 
     if checkpoint not in (None, "best", "last"):
         raise ValueError(f"--checkpoint must be best or last, got {checkpoint!r}")
-    run = redecode.FinishedRun(run_dir, batch_size, checkpoint, data_dir)
+    if save and thresholds != "model":
+        raise ValueError("--save decodes at the model's own thresholds: drop --thresholds="
+                         f"{thresholds} (mltf.predict and mltf.export use those)")
+    run = redecode.FinishedRun(run_dir, batch_size, checkpoint, data_dir,
+                               None if thresholds == "model" else thresholds)
     entry, sets = run.decode(options)
     if save:
         run.save(options, entry["w"])
     _, y, p = run.evaluate
     report = {"run_dir": run_dir, "method": run.method, "checkpoint": run.checkpoint,
               "options": options, "split": run.report["split"],
+              "thresholds": [float(t) for t in run.thresholds],
               "metrics": metrics.compute_all(y, p),
               "metrics_tuned": metrics.compute_all(y, p, threshold=run.thresholds),
               "metrics_set_decoded": entry}
@@ -100,7 +112,7 @@ def main(argv, flag_values=FLAGS):
         gin.parse_config(fv.gin_bindings)
         report, (ids, y, p, sets) = decode(fv.run_dir, set_decoding.set_decoding_options(),
                                            fv.checkpoint, fv.batch_size, fv.save,
-                                           fv.data_dir)
+                                           fv.data_dir, fv.thresholds)
     except (ValueError, FileNotFoundError, SyntaxError) as e:  # SyntaxError: a bad binding
         return inference.cli_error("mltf.decode", str(e))
     output = fv.output or os.path.join(fv.run_dir, "decode.json")

@@ -20,7 +20,7 @@ from typing import Optional
 import keras
 import numpy as np
 
-from mltf import decoding, inference, methods
+from mltf import decoding, inference, methods, metrics
 from mltf.data import schema, splits
 from mltf.training import run_files, selection, set_decoding
 
@@ -38,10 +38,14 @@ class FinishedRun:
         ``"last"``); None: the run's final choice (``metrics.json``).
       data_dir: the dataset folder, when it moved since the run (None: the
         one ``metrics.json`` names).
+      threshold_mode: None: the classifier's saved thresholds; else a
+        ``mltf.metrics.choose_thresholds`` mode (``"global"``, ``"f1"``, ...)
+        whose thresholds are chosen again on the selection split, for runs
+        whose own (per-class F1 on a small split) are poor.
     """
 
     def __init__(self, run_dir: str, batch_size: int = 256, checkpoint: Optional[str] = None,
-                 data_dir: Optional[str] = None):
+                 data_dir: Optional[str] = None, threshold_mode: Optional[str] = None):
         import pipelines
         self.run_dir = run_dir
         path = os.path.join(run_dir, "metrics.json")
@@ -81,6 +85,9 @@ class FinishedRun:
         else:  # the run chose on its reported split: so does its decoding (optimistic)
             self.train_labels = schema.read_labels(data_dir, "train")
             self.select = self.evaluate
+        if threshold_mode:
+            self.thresholds = np.asarray(metrics.choose_thresholds(
+                *self.select[1:], mode=threshold_mode)[0], np.float32)
         self.table = decoding.LabelSetTable.from_labels(self.train_labels)
         self._scorer = None
 

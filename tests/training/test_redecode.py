@@ -42,7 +42,8 @@ def bce_run(tmp_path_factory):
 def test_a_run_trained_without_decoding_decodes_with_the_prior_by_hand(bce_run, capsys):
     data_dir, run = bce_run
     assert not (run / set_decoding.SETTINGS_FILE).exists()
-    # The grid is 0 and 2; subset accuracy on this data prefers the prior's sets.
+    # The grid is 0 and 2; which wins depends on the tiny run, so both are
+    # checked by hand on the selection split, the chosen one on the test split.
     code, out, err = _decode(run, capsys, "mltf.set_decoding_options.scorer = 'prior'",
                              "mltf.set_decoding_options.grid = [2.0]",
                              "mltf.set_decoding_options.metric = 'subset_accuracy'",
@@ -50,9 +51,9 @@ def test_a_run_trained_without_decoding_decodes_with_the_prior_by_hand(bce_run, 
     assert code == 0, err
     report = json.loads((run / "decode.json").read_text())
     entry = report["metrics_set_decoded"]
-    assert entry["w"] == 2.0 and entry["scorer"] == "LabelSetPrior"
+    assert entry["scorer"] == "LabelSetPrior" and entry["grid"] == [0.0, 2.0]
     assert report["method"] == "bce" and report["checkpoint"] == "last"
-    assert "decoded (w=2)" in out and "Set-level decoding (LabelSetPrior)" in out
+    assert f"decoded (w={entry['w']:g})" in out and "Set-level decoding (LabelSetPrior)" in out
     saved = np.load(run / "decode.npz")
     trained = json.loads((run / "metrics.json").read_text())
     predictions = np.load(run / "predictions.npz")
@@ -65,15 +66,27 @@ def test_a_run_trained_without_decoding_decodes_with_the_prior_by_hand(bce_run, 
         if i not in select:
             counts[tuple(row)] = counts.get(tuple(row), 0) + 1
     thresholds = np.asarray(trained["thresholds"], np.float32)
-    q = decoding.shift_to_thresholds(saved["scores"], thresholds)
     table = decoding.LabelSetTable(np.array(list(counts), np.uint8),
                                    np.array(list(counts.values())))
-    cands = decoding.candidate_sets(saved["scores"], thresholds, table)
-    for i, image in enumerate(cands.sets):
-        kept = image[cands.valid[i]]
-        score = [sum(np.log(q[i, j]) if y else np.log(1 - q[i, j]) for j, y in enumerate(s))
-                 + 2.0 * np.log1p(counts.get(tuple(s.tolist()), 0)) for s in kept]
-        assert saved["decoded"][i].tolist() == kept[int(np.argmax(score))].astype(bool).tolist()
+
+    def by_hand(p, w):
+        q = decoding.shift_to_thresholds(p, thresholds)
+        cands = decoding.candidate_sets(p, thresholds, table)
+        out = []
+        for i, image in enumerate(cands.sets):
+            kept = image[cands.valid[i]]
+            score = [sum(np.log(q[i, j]) if y else np.log(1 - q[i, j])
+                         for j, y in enumerate(s))
+                     + w * np.log1p(counts.get(tuple(s.tolist()), 0)) for s in kept]
+            out.append(kept[int(np.argmax(score))].astype(bool).tolist())
+        return np.array(out)
+
+    _, y_sel, p_sel = redecode.FinishedRun(str(run)).select
+    assert len(y_sel) == len(select)
+    for figure in entry["selection"]:
+        sets = by_hand(p_sel, figure["w"])
+        assert figure["subset_accuracy"] == pytest.approx((sets == y_sel).all(axis=1).mean())
+    assert saved["decoded"].tolist() == by_hand(saved["scores"], entry["w"]).tolist()
     got = decoding.evaluate_sets(saved["labels"], saved["scores"], saved["decoded"])
     assert got == entry["metrics"]
     for key in SET_KEYS:
@@ -81,7 +94,27 @@ def test_a_run_trained_without_decoding_decodes_with_the_prior_by_hand(bce_run, 
     # --save: mltf.evaluate --set_decoding now decodes as mltf.decode chose.
     again = evaluate.evaluate(str(run), data_dir, "test", thresholds="model", train_split="",
                               set_decoding=True)["metrics_set_decoded"]
-    assert again["metrics"] == entry["metrics"] and again["w"] == 2.0
+    assert again["metrics"] == entry["metrics"] and again["w"] == entry["w"]
+
+
+def test_thresholds_chosen_again_on_the_selection_split(bce_run, tmp_path, capsys):
+    from mltf import metrics
+    _, run = bce_run
+    code, _, err = _decode(run, capsys, extra=["--thresholds=global",
+                                               f"--output={tmp_path / 'g.json'}"])
+    assert code == 0, err
+    report = json.loads((tmp_path / "g.json").read_text())
+    again = redecode.FinishedRun(str(run))
+    want = metrics.choose_thresholds(*again.select[1:], mode="global")[0]
+    np.testing.assert_allclose(report["thresholds"], want, rtol=1e-6)
+    assert len(set(report["thresholds"])) == 1  # one threshold for every class
+    _, y, p = again.evaluate
+    tuned = metrics.compute_all(y, p, threshold=np.asarray(want, np.float32))
+    for key in SET_KEYS:
+        assert report["metrics_tuned"][key] == pytest.approx(tuned[key]), key
+    # BCE decodes by the likelihood alone: the decoded sets are the global ones.
+    assert report["metrics_set_decoded"]["metrics"]["subset_accuracy"] == \
+        pytest.approx(tuned["subset_accuracy"])
 
 
 def test_user_errors_exit_2_and_write_nothing(bce_run, tmp_path, capsys):
@@ -97,6 +130,9 @@ def test_user_errors_exit_2_and_write_nothing(bce_run, tmp_path, capsys):
     code, _, err = _decode(run, capsys, extra=["--checkpoint=first",
                                                f"--output={tmp_path / 'x.json'}"])
     assert code == 2 and "--checkpoint must be best or last" in err
+    code, _, err = _decode(run, capsys, extra=["--thresholds=global", "--save",
+                                               f"--output={tmp_path / 'x.json'}"])
+    assert code == 2 and "--save decodes at the model's own thresholds" in err
     assert not (tmp_path / "x.json").exists()
 
 
