@@ -85,6 +85,10 @@ def decode(run_dir: str, options: dict, checkpoint=None, batch_size: int = 256,
     run = redecode.FinishedRun(run_dir, batch_size, checkpoint, data_dir,
                                None if thresholds == "model" else thresholds)
     entry, sets = run.decode(options)
+    if not run.carved:
+        print(f"mltf.decode: warning: {run_dir} carved no selection split (select_fraction = "
+              "0): w is chosen on the reported split, so its figures are optimistic",
+              file=sys.stderr)
     if save:
         run.save(options, entry["w"])
     _, y, p = run.evaluate

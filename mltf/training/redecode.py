@@ -71,7 +71,8 @@ class FinishedRun:
         self.ids, y, p = inference.predict_dataset(self.model, eval_ds, with_ids=True)
         self.evaluate = (eval_ds, y, p)
         chosen = self.report.get("selection", {})
-        if chosen.get("carved"):
+        self.carved = bool(chosen.get("carved"))
+        if self.carved:
             train_split = chosen["split"].removesuffix(HELD_OUT)
             keep = _read_ids(os.path.join(run_dir, chosen.get("ids_file", selection.IDS_FILE)))
             ids, labels = splits.read_ids_and_labels(data_dir, train_split, info)

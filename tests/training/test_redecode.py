@@ -117,6 +117,22 @@ def test_thresholds_chosen_again_on_the_selection_split(bce_run, tmp_path, capsy
         pytest.approx(tuned["subset_accuracy"])
 
 
+def test_a_run_without_a_selection_split_decodes_on_its_reported_split(tmp_path, capsys):
+    data_dir = _tiny_arff(tmp_path)
+    run = tmp_path / "uncarved"
+    train_in_process("mulan_scene_mlp_retdm.gin", run, _bindings(
+        data_dir, "mltf.train.method = 'bce'", "mltf.train.set_decoding = False",
+        "mltf.train.select_fraction = 0.0"))
+    code, _, err = _decode(run, capsys)
+    assert code == 0, err
+    assert "carved no selection split" in err and "optimistic" in err
+    report = json.loads((run / "decode.json").read_text())
+    # The thresholded sets "on the selection split" are the reported split's.
+    entry = report["metrics_set_decoded"]
+    assert entry["selection_thresholded"] == pytest.approx(
+        report["metrics_tuned"]["example_F1"])
+
+
 def test_user_errors_exit_2_and_write_nothing(bce_run, tmp_path, capsys):
     _, run = bce_run
     code, _, err = _decode(tmp_path, capsys)
