@@ -305,7 +305,9 @@ def _xml_names(path):
 
 @pytest.mark.parametrize("name, train, test, dims", [
     ("corel5k", "Corel5k-train-sparse.arff", "Corel5k-test-sparse.arff", (499, 374)),
-    ("bibtex", "bibtex-train.arff", "bibtex-test.arff", (1836, 159)),
+    # The same sparse nominal reader on a second file: behind -m slow (time).
+    pytest.param("bibtex", "bibtex-train.arff", "bibtex-test.arff", (1836, 159),
+                 marks=pytest.mark.slow),
 ])
 def test_mulan_sparse_nominal_files_convert(shared_data, tmp_path, capsys, name, train, test,
                                             dims):

@@ -246,7 +246,9 @@ def _replica_order(array, slots, replicas):
 # training-mode samples do not depend on how a chunk is split over replicas.
 # critic_warmup = 3: the first of the two steps warms the critic up.
 @pytest.mark.parametrize("xla, critic_samples, critic_warmup",
-                         [(False, "inference", 0), (False, "train", 0),
+                         [pytest.param(False, "inference", 0, marks=pytest.mark.slow),
+                          (False, "train", 0),
+                          # One variant by default (time); the others under -m slow.
                           # XLA on 2 replicas also runs by default in test_train.py's
                           # test_two_replicas_keep_xla, and the warm-up's hold on 2
                           # devices in test_wgan_warmup.py; both variants with XLA

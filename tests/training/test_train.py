@@ -309,8 +309,10 @@ def test_retdm_refuses_pretrain_epochs(demo_dir, tmp_path):
 
 
 @pytest.mark.parametrize("config", [
-    "coco_vgg16_retdm.gin", "coco_vgg16_retdm_one_way.gin",
-    # The same paper_retdm.gin on other data folders: behind -m slow.
+    "coco_vgg16_retdm.gin",
+    # The one-way variant (two_way = False, unit-tested in tests/methods) and
+    # the same paper_retdm.gin on other data folders: behind -m slow (time).
+    pytest.param("coco_vgg16_retdm_one_way.gin", marks=pytest.mark.slow),
     pytest.param("scene_vgg16_retdm.gin", marks=pytest.mark.slow),
     pytest.param("mirflickr_vgg16_retdm.gin", marks=pytest.mark.slow)])
 def test_vgg16_retdm_paper_configs_run_on_a_tiny_coco_tree(config, tmp_path):
