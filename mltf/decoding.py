@@ -100,8 +100,12 @@ def shift_logits(p, thresholds) -> np.ndarray:
 def shift_to_thresholds(p, thresholds) -> np.ndarray:
     """``q`` with ``logit q = logit p - logit t``: ``q >= 0.5`` exactly where
     ``p >= t`` (``t`` scalar or ``[C]``)."""
+    return _sigmoid(shift_logits(p, thresholds))
+
+
+def _sigmoid(z):
     with np.errstate(over="ignore"):  # exp(745) is inf: q = 0, as it should
-        return 1.0 / (1.0 + np.exp(-shift_logits(p, thresholds)))
+        return 1.0 / (1.0 + np.exp(-z))
 
 
 def _logit(p):
@@ -187,8 +191,9 @@ def candidate_sets(p, thresholds, table: Optional[LabelSetTable] = None, k: int 
     t = np.broadcast_to(np.asarray(thresholds, np.float64), (c,))
     base = (p >= t[None, :]).astype(np.uint8)
     k = min(int(k), c)
-    q = shift_to_thresholds(p, t)
-    uncertain = np.argsort(np.abs(shift_logits(p, t)), axis=1, kind="stable")[:, :k]  # [N, k]
+    z = shift_logits(p, t)
+    q = _sigmoid(z)
+    uncertain = np.argsort(np.abs(z), axis=1, kind="stable")[:, :k]  # [N, k]
     patterns = flip_patterns(k)
     flips = np.zeros((n, len(patterns), c), np.uint8)
     images, slots = np.arange(n)[:, None], np.arange(len(patterns))[None, :]

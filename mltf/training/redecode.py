@@ -110,11 +110,9 @@ class FinishedRun:
         return self._scorer[0]
 
     def check(self, options: dict) -> None:
-        """``ValueError`` for options this run's method cannot decode with."""
-        if options["knn"] and not (self.plugin.knn_candidates and options["scorer"] == "method"):
-            raise ValueError(f"knn = {options['knn']} needs a method whose dependency model "
-                             f"embeds label sets (retdm) and scorer = 'method'; {self.run_dir} "
-                             f"has method {self.method!r}, scorer {options['scorer']!r}")
+        """``SettingsError`` (a ``ValueError``) for options this run's method
+        cannot decode with, as at the start of a run."""
+        set_decoding.check_options(self.plugin, options)
 
     def decode(self, options: dict):
         """(the ``metrics_set_decoded`` entry, the reported split's decoded

@@ -64,10 +64,11 @@ def set_decoding_options(k: int = 3, m: int = 8,
             "shift": bool(shift), "scorer": scorer, "knn": int(knn)}
 
 
-def check_options(plugin) -> None:
-    """At the start of a run: ``SettingsError`` for kNN candidates that the
-    method or the scorer cannot give (no label embedding)."""
-    options = set_decoding_options()
+def check_options(plugin, options: Optional[dict] = None) -> None:
+    """At the start of a run (or of ``mltf.decode``): ``SettingsError`` for
+    kNN candidates that the method or the scorer cannot give (no label
+    embedding); ``options`` default: ``set_decoding_options()``."""
+    options = options or set_decoding_options()
     if options["knn"] and not (plugin.knn_candidates and options["scorer"] == "method"):
         raise methods.SettingsError(
             f"mltf.set_decoding_options.knn = {options['knn']} needs a method whose "
