@@ -1,6 +1,8 @@
 """The conditional WGAN-gp critic (seed 000): gradient penalty, Gumbel-sigmoid,
 the critic on a toy problem, ablation switches, two devices equal one."""
 
+import warnings
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -284,6 +286,23 @@ def test_save_and_load_round_trip(tmp_path):
     assert loaded.n_critic == 3 and loaded.alpha == 10 and loaded.critic.depth == 2
     assert int(loaded.generator_optimizer.iterations) == 1  # both optimizers' state too
     assert int(loaded.critic_optimizer.iterations) == 3
+
+
+@pytest.mark.parametrize("conditional", [True, False])
+def test_a_critic_saved_alone_loads_its_weights(tmp_path, conditional):
+    # Loading used to warn that the critic "cannot be built automatically" and
+    # then scored with fresh weights: its build took one shape for two inputs.
+    critic = wgan.LabelCritic(C, projection_dim=4, hidden_dim=8, depth=2,
+                              conditional=conditional)
+    y = tf.constant(toy_batch(5)[1])
+    z = tf.random.stateless_normal((5, 3), seed=(1, 2))
+    expected = critic(y, z if conditional else None)
+    critic.save(tmp_path / "critic.keras")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded = keras.models.load_model(tmp_path / "critic.keras")
+    assert len(loaded.weights) == len(critic.weights)
+    np.testing.assert_array_equal(loaded(y, z if conditional else None), expected)
 
 
 def test_shared_batches_use_one_chunk_for_every_term():

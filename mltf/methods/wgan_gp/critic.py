@@ -38,6 +38,23 @@ class LabelCritic(keras.Model):
         self.activation = keras.layers.LeakyReLU(self.negative_slope)
         self.score = keras.layers.Dense(1, dtype="float32", name="score")
 
+    def build(self, labels_shape, features_shape=None):
+        """Creates every weight from the shapes of ``call``'s arguments, so a
+        critic loaded on its own (``keras.models.load_model``) is built before
+        its saved weights arrive."""
+        self.label_projection.build(labels_shape)
+        width = self.projection_dim
+        if self.conditional:
+            if features_shape is None:
+                raise ValueError("a conditional critic needs image features")
+            self.feature_projection.build(features_shape)
+            width += self.projection_dim
+        for layer in self.hidden:
+            layer.build((None, width))
+            width = self.hidden_dim
+        self.score.build((None, width))
+        self.built = True
+
     def call(self, labels, features=None):
         h = self.label_projection(labels)
         if self.conditional:
