@@ -92,8 +92,9 @@ def test_memory_bank_momentum_and_age():
         retdm.MemoryBank(2, 2, momentum=1.0)
 
 
-def _np_metric(anchor, positive, negatives, mask=None):
-    """Eq. 6/7 in numpy, row by row."""
+def _np_metric(anchor, positive, negatives, mask=None, tol=0.0):
+    """Eq. 6/7 in numpy, row by row (``tol`` > 0: a negative within ``tol``
+    of the positive's distance, a float tie, does not make the row active)."""
     out, act = [], []
     for b in range(len(anchor)):
         neg = negatives[b] if mask is None else negatives[b][mask[b]]
@@ -101,7 +102,7 @@ def _np_metric(anchor, positive, negatives, mask=None):
         d_neg = np.linalg.norm(anchor[b] - neg, axis=-1)
         scores = np.concatenate([[-d_pos], -d_neg])
         nll = -scores[0] + np.log(np.exp(scores).sum())
-        active = bool((d_neg <= d_pos).any())
+        active = bool((d_neg <= d_pos - tol).any())
         out.append(nll if active else 0.0)
         act.append(active)
     return np.array(out), np.array(act)
@@ -184,7 +185,10 @@ def test_stage_three_loss_terms_against_numpy(reduction, normalize):
     eq. 12's reconstruction stays a mean either way. ``normalize_embeddings``:
     J1 and J2 on unit vectors, the reconstruction on the raw f_y."""
     x, y = _data()
-    model = _tiny(y, alpha=0.7, beta=0.3, lam=0.5, label_reduction=reduction,
+    # Seed 2: with 6 ReLU label units some seeds embed two label sets at the
+    # same point (dead units), and an exact distance tie is then decided by
+    # float rounding, in TF and in numpy differently (keras 3.15.1's seed 1).
+    model = _tiny(y, seed=2, alpha=0.7, beta=0.3, lam=0.5, label_reduction=reduction,
                   normalize_embeddings=normalize)
     x, y = x[:16], y[:16]
     # Fill the bank with known rows, so J2 has its image neighbours.
@@ -204,8 +208,14 @@ def test_stage_three_loss_terms_against_numpy(reduction, normalize):
     bank_rows = rows[nb]
     if normalize:
         f_i, f_y, f_yn, bank_rows = (_unit(v) for v in (f_i, f_y, f_yn, bank_rows))
-    j1, _ = _np_metric(f_i, f_y, f_yn)
-    j2, _ = _np_metric(f_y, f_i, bank_rows)
+    # A row whose negative ties its positive (two sets embedded at one point
+    # by dead ReLU units, or f_y = 0 on unit vectors) is active or not by
+    # float rounding: each term must lie between the two numpy readings, and
+    # equals them where no row ties (seed 2 without normalisation).
+    j1, j1_lo = (_np_metric(f_i, f_y, f_yn, tol=t)[0].mean() for t in (0.0, 1e-5))
+    j2, j2_lo = (_np_metric(f_y, f_i, bank_rows, tol=t)[0].mean() for t in (0.0, 1e-5))
+    if not normalize:
+        assert j1 == j1_lo and j2 == j2_lo  # no tie: the exact comparison below
     p = 1 / (1 + np.exp(-logits))
     per_label = -(y * np.log(p) + (1 - y) * np.log(1 - p))
     bce = per_label.sum(axis=1).mean() if reduction == "sum" else per_label.mean()
@@ -214,10 +224,14 @@ def test_stage_three_loss_terms_against_numpy(reduction, normalize):
     logs = model.train_step((tf.constant(x), tf.constant(y)))
     np.testing.assert_allclose(float(logs["bce"]), bce, rtol=1e-5)
     np.testing.assert_allclose(float(logs["reconstruction"]), rec, rtol=1e-5)
-    np.testing.assert_allclose(float(logs["j1"]), j1.mean(), rtol=1e-5)
-    np.testing.assert_allclose(float(logs["j2"]), j2.mean(), rtol=1e-5)
+    got = {key: float(logs[key]) for key in ("j1", "j2")}
+    for key, hi, lo in (("j1", j1, j1_lo), ("j2", j2, j2_lo)):
+        if hi == lo:
+            np.testing.assert_allclose(got[key], hi, rtol=1e-5)
+        else:
+            assert lo * (1 - 1e-5) <= got[key] <= hi * (1 + 1e-5), (key, lo, got[key], hi)
     np.testing.assert_allclose(float(logs["loss"]),
-                               bce + 0.7 * (j1.mean() + 0.5 * j2.mean()) + 0.3 * rec,
+                               bce + 0.7 * (got["j1"] + 0.5 * got["j2"]) + 0.3 * rec,
                                rtol=1e-5)
     assert float(logs["bank_filled"]) == 1.0
 
